@@ -1,0 +1,78 @@
+# capi-worker image.
+#   docker build -t capi-worker .
+#   docker run -v "$PWD/worker.yaml:/etc/capi-worker/config.yaml:ro" -p 9100:9100 capi-worker
+# Plain Dockerfile syntax: builds with BuildKit and with the classic builder alike.
+
+# --------------------------------------------------------------------------- builder
+# Wheels of the project and of every dependency go to /wheels and are installed into a
+# virtualenv at /opt/capi-worker; only that virtualenv reaches the final stage. Every
+# dependency has a manylinux wheel for CPython 3.11 (confluent-kafka bundles librdkafka), so no
+# compiler is needed. Should one ever be, apt-get install it in this stage, never the final one.
+FROM python:3.11-slim AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+
+# Dependencies first, from pyproject.toml alone (with a stub package), so this layer stays
+# cached until pyproject.toml or README.md (the package's long description) changes.
+COPY pyproject.toml README.md ./
+RUN mkdir worker \
+ && touch worker/__init__.py \
+ && pip wheel --wheel-dir /wheels . \
+ && rm -rf /wheels/capi_worker-*.whl worker build ./*.egg-info
+
+COPY worker/ worker/
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv /opt/capi-worker \
+ && /opt/capi-worker/bin/pip install --no-index --find-links=/wheels capi-worker \
+ && /opt/capi-worker/bin/pip uninstall --yes pip setuptools
+
+# worker/config.py resolves the default Avro schema (decoding.avro_schema) as
+# Path(worker.__file__).parent.parent / "schemas": <site-packages>/schemas once installed, and
+# the wheel does not carry schemas/. Put them there, asking the installed package for the path,
+# and fail the build if the default schema still does not resolve. (-I: import the installed
+# package, not /src/worker from the working directory.)
+COPY schemas/ /src/schemas/
+RUN /opt/capi-worker/bin/python -I -c "import shutil, worker.config as c; shutil.copytree('/src/schemas', c.REPO_SCHEMAS, dirs_exist_ok=True); assert c.DEFAULT_AVRO_SCHEMA.is_file(), c.DEFAULT_AVRO_SCHEMA" \
+ && /opt/capi-worker/bin/capi-worker --help > /dev/null
+
+# --------------------------------------------------------------------------- final
+FROM python:3.11-slim
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="capi-worker" \
+      org.opencontainers.image.description="Kafka worker forwarding Segment/RudderStack-spec events to Meta's Conversions API" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/capi-worker/bin:$PATH
+
+# uid/gid 10001, no home, no login shell (the Helm chart sets runAsUser 10001, runAsNonRoot).
+RUN groupadd --system --gid 10001 capi \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin capi \
+ && mkdir -p /etc/capi-worker
+
+# Root-owned and read-only for the worker: it writes nothing to disk.
+COPY --from=builder /opt/capi-worker /opt/capi-worker
+
+USER 10001:10001
+
+# /metrics (Prometheus), /livez and /readyz: metrics.port of the configuration.
+EXPOSE 9100
+
+# The configuration is mounted at /etc/capi-worker/config.yaml (ConfigMap, compose volume).
+# On SIGTERM the worker flushes, commits and exits within runtime.shutdown_timeout_seconds.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["capi-worker"]
+CMD ["run", "--config", "/etc/capi-worker/config.yaml"]

@@ -1,0 +1,51 @@
+# Every target installs what it needs first: on a fresh machine `make demo` and `make test` just work.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install install-docker-compose demo test lint format emulator soak clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# tests/e2e/test_deploy_files.py validates docker-compose.yml with `docker-compose config`
+# (Debian's package; no Docker engine needed). Installed only when missing; sudo unless root.
+install-docker-compose:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+
+demo: $(STAMP)
+	$(BIN)/capi-worker demo
+
+test: $(STAMP) install-docker-compose
+	$(BIN)/ruff check worker tests
+	$(BIN)/ruff format --check worker tests
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix worker tests
+	$(BIN)/ruff format worker tests
+
+emulator: $(STAMP)
+	$(BIN)/capi-worker graph-emulator --port 8089 --token 1234567890=local-token
+
+# Soak benchmark (not part of `make test`): 1,000,000 events with 1% poison and Graph faults,
+# several minutes; `make soak SOAK_ARGS="--events 200000"` for a shorter one. See bench/soak.py.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,149 @@
+{{/* The pod template shared by the Deployment and the StatefulSet. */}}
+{{- define "capi-worker.podTemplate" -}}
+{{- $port := int (.Values.config.metrics.port | default 9100) -}}
+metadata:
+  annotations:
+    # Rolls the pods when the worker's configuration (or the chart's Secret) changes.
+    checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    {{- if not .Values.secrets.existingSecret }}
+    checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- end }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  labels:
+    {{- include "capi-worker.selectorLabels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "capi-worker.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  # Longer than config.runtime.shutdown_timeout_seconds: SIGTERM flushes and commits first.
+  terminationGracePeriodSeconds: {{ int .Values.terminationGracePeriodSeconds }}
+  containers:
+    - name: capi-worker
+      image: {{ include "capi-worker.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args: ["run", "--config", "/etc/capi-worker/config.yaml"]
+      ports:
+        - name: metrics
+          containerPort: {{ $port }}
+          protocol: TCP
+      env:
+        # The pod name: group.instance.id with workload.kind StatefulSet, and in logs.
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        - name: POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
+        {{- range $d := .Values.config.destinations }}
+        {{- $suffix := include "capi-worker.envSuffix" ($d.name | toString) }}
+        - name: CAPI_TOKEN_{{ $suffix }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "capi-worker.secretName" $ }}
+              key: CAPI_TOKEN_{{ $suffix }}
+        {{- if include "capi-worker.hasAppSecret" (dict "root" $ "name" $d.name) }}
+        - name: CAPI_APP_SECRET_{{ $suffix }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "capi-worker.secretName" $ }}
+              key: CAPI_APP_SECRET_{{ $suffix }}
+        {{- end }}
+        {{- end }}
+        {{- range $name := include "capi-worker.extraSecretEnvNames" . | splitList "," | compact }}
+        - name: {{ $name }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "capi-worker.secretName" $ }}
+              key: {{ $name }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- with .Values.extraEnvFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.livenessProbe }}
+      {{- if .enabled }}
+      livenessProbe:
+        httpGet:
+          path: /livez
+          port: metrics
+        initialDelaySeconds: {{ int .initialDelaySeconds }}
+        periodSeconds: {{ int .periodSeconds }}
+        timeoutSeconds: {{ int .timeoutSeconds }}
+        failureThreshold: {{ int .failureThreshold }}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.readinessProbe }}
+      {{- if .enabled }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: metrics
+        initialDelaySeconds: {{ int .initialDelaySeconds }}
+        periodSeconds: {{ int .periodSeconds }}
+        timeoutSeconds: {{ int .timeoutSeconds }}
+        failureThreshold: {{ int .failureThreshold }}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/capi-worker
+          readOnly: true
+        # The root filesystem is read-only; /tmp is the only writable place.
+        - name: tmp
+          mountPath: /tmp
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "capi-worker.fullname" . }}
+    - name: tmp
+      emptyDir:
+        {{- with .Values.tmpSizeLimit }}
+        sizeLimit: {{ . }}
+        {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,58 @@
+"""Shared fixtures: the embedded Kafka-protocol broker and unique topic names.
+
+Tests under tests/integration get the `integration` marker automatically
+(`pytest -m "not integration"` runs the pure tests only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import unique_topic
+from worker.sandbox.broker import EmbeddedBroker
+
+INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).resolve().is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[EmbeddedBroker]:
+    """One embedded broker (Tansu, in memory) for the whole session; topics keep tests apart."""
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+class TopicFactory:
+    """Makes unique topic names; `create` also creates them on the session broker.
+
+    topics("events") -> "events-1a2b3c..." (name only)
+    topics.create("events", partitions=3) -> name of a topic that exists
+    """
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+        self.names: list[str] = []
+
+    def __call__(self, prefix: str = "test") -> str:
+        name = unique_topic(prefix)
+        self.names.append(name)
+        return name
+
+    def create(self, prefix: str = "test", partitions: int = 1) -> str:
+        name = self(prefix)
+        broker: EmbeddedBroker = self._request.getfixturevalue("kafka_broker")
+        broker.create_topics({name: partitions})
+        return name
+
+
+@pytest.fixture
+def topics(request: pytest.FixtureRequest) -> TopicFactory:
+    return TopicFactory(request)

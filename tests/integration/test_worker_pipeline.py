@@ -1,0 +1,444 @@
+"""The worker end to end: real broker, real Graph API emulator, the real `capi-worker run`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.worker_harness import (
+    BLOG_PIXEL,
+    EMULATOR_TOKENS,
+    SHOP_PIXEL,
+    WorkerProcess,
+    unique_events,
+    valid_events,
+    wait_until,
+    write_config,
+)
+from tests.kafka_helpers import committed_offsets, end_offsets, produce, read_all, unique_topic
+from worker.config import DEFAULT_AVRO_SCHEMA
+from worker.decode import encode_avro, load_avro_schema
+from worker.sandbox.emulator_client import EmulatorClient
+from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
+from worker.sandbox.sample_events import bad_revenue_event, sample_event, stale_event
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with start_in_thread(EMULATOR_TOKENS) as running:
+        yield running
+
+
+@pytest.fixture
+def graph(emulator: RunningEmulator) -> EmulatorClient:
+    client = EmulatorClient(emulator.url)
+    client.reset()
+    return client
+
+
+class Pipeline:
+    """Topics, config and worker processes of one test."""
+
+    def __init__(
+        self, broker: Any, emulator: RunningEmulator, tmp_path: Path, partitions: int = 4
+    ) -> None:
+        self.bootstrap = broker.bootstrap_servers
+        self.source = unique_topic("events")
+        self.dead_letters = unique_topic("dlq")
+        self.group = unique_topic("group")
+        broker.create_topics({self.source: partitions, self.dead_letters: 1})
+        self.emulator = emulator
+        self.tmp_path = tmp_path
+        self.workers: list[WorkerProcess] = []
+
+    def config(self, **overrides: Any) -> Path:
+        return write_config(
+            self.tmp_path / "worker.yaml",
+            bootstrap=self.bootstrap,
+            graph_url=self.emulator.url,
+            source_topic=self.source,
+            dead_letter_topic=self.dead_letters,
+            group_id=self.group,
+            **overrides,
+        )
+
+    def start_worker(self, config: Path) -> WorkerProcess:
+        worker = WorkerProcess(config, self.tmp_path / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def all_committed(self) -> bool:
+        ends = end_offsets(self.bootstrap, self.source)
+        committed = committed_offsets(self.bootstrap, self.group, self.source)
+        return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop_quietly()
+
+
+@pytest.fixture
+def pipeline(kafka_broker: Any, emulator: RunningEmulator, tmp_path: Path) -> Iterator[Pipeline]:
+    running = Pipeline(kafka_broker, emulator, tmp_path)
+    yield running
+    running.stop()
+
+
+def _dead_letter_headers(message: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in message.headers or [] if k.startswith("capi.dlq.")}
+
+
+def test_every_event_reaches_both_pixels_in_batches_no_larger_than_max_events(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    records = valid_events(2000, "spread")
+    produce(pipeline.bootstrap, pipeline.source, records)
+    worker = pipeline.start_worker(pipeline.config(batching={"max_events": 300}))
+
+    def delivered() -> bool:
+        received = graph.received(events=False)
+        return all(unique_events(received, p) == 2000 for p in (SHOP_PIXEL, BLOG_PIXEL))
+
+    wait_until(delivered, 90, "2000 unique events at both pixels", worker.log)
+    wait_until(pipeline.all_committed, 30, "offsets committed to the end", worker.log)
+    received = graph.received(events=False)["pixels"]
+    for pixel in (SHOP_PIXEL, BLOG_PIXEL):
+        assert max(received[pixel]["batch_sizes"]) <= 300
+        assert received[pixel]["duplicates"] == {}
+    assert read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=2) == []
+    assert worker.terminate() == 0
+
+
+def test_poison_records_are_dead_lettered_untouched_with_reason_headers(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    now = time.time()
+    good = valid_events(200, "mixed", now)
+    poison = {
+        b"not json at all": "decode",
+        orjson.dumps(stale_event(1, now, prefix="mixed")): "map",
+        orjson.dumps(bad_revenue_event(2, now, prefix="mixed")): "map",
+    }
+    records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = [
+        (b"key-good", value, []) for value in good
+    ]
+    for index, value in enumerate(poison):
+        records.insert(50 * (index + 1), (b"key-poison", value, [("origin", b"test")]))
+    produce(pipeline.bootstrap, pipeline.source, records, partition=0)
+    worker = pipeline.start_worker(pipeline.config())
+
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 200,
+        60,
+        "the good events",
+        worker.log,
+    )
+    wait_until(pipeline.all_committed, 30, "offsets committed past the poison", worker.log)
+
+    dead = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    by_value = {message.value: message for message in dead}
+    assert set(by_value) == set(poison)
+    decode_failure = _dead_letter_headers(by_value[b"not json at all"])
+    assert decode_failure["capi.dlq.stage"] == "decode"
+    assert decode_failure["capi.dlq.reason"] == "invalid_json"
+    assert "capi.dlq.pixel_id" not in decode_failure  # one copy for the record, no pixel
+    for value, stage in poison.items():
+        message = by_value.get(value)
+        assert message is not None
+        assert message.key == b"key-poison"
+        assert ("origin", b"test") in message.headers
+        headers = _dead_letter_headers(message)
+        assert headers["capi.dlq.stage"] == stage
+        assert headers["capi.dlq.source_topic"] == pipeline.source
+        assert headers["capi.dlq.source_partition"] == "0"
+        assert int(headers["capi.dlq.source_offset"]) in {50, 100, 150}
+        assert headers["capi.dlq.message"]
+    stale = _dead_letter_headers(by_value[orjson.dumps(stale_event(1, now, prefix="mixed"))])
+    assert stale["capi.dlq.reason"] == "event_time_too_old"
+    assert stale["capi.dlq.pixel_id"] in {SHOP_PIXEL, BLOG_PIXEL}
+    assert worker.terminate() == 0
+
+
+def test_transient_and_throttling_errors_are_retried_until_everything_is_delivered(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    graph.inject_fault(count=2, status=400, error_code=4, retry_after=1)  # app request limit
+    graph.inject_fault(count=1, status=400, error_code=80004)  # ads insights throttle
+    graph.inject_fault(count=1, status=500, error_code=2, is_transient=True)
+    graph.inject_fault(count=1, status=503)
+    graph.inject_fault(count=1, drop_connection=True)
+    produce(pipeline.bootstrap, pipeline.source, valid_events(600, "faulty"))
+    worker = pipeline.start_worker(pipeline.config(batching={"max_events": 100}))
+
+    def delivered() -> bool:
+        received = graph.received(events=False)
+        return all(unique_events(received, p) == 600 for p in (SHOP_PIXEL, BLOG_PIXEL))
+
+    wait_until(delivered, 90, "all 600 events at both pixels despite faults", worker.log)
+    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
+    assert read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=2) == []
+    assert worker.terminate() == 0
+
+
+def test_one_event_meta_rejects_is_isolated_and_the_rest_of_its_batch_delivered(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    records = valid_events(400, "bisect")
+    poisoned_id = "bisect-137"
+    graph.reject_event_ids([poisoned_id], error_subcode=2804050)
+    produce(pipeline.bootstrap, pipeline.source, records, partition=1)
+    worker = pipeline.start_worker(
+        pipeline.config(
+            destinations=[
+                {"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"}
+            ],
+            batching={"max_events": 1000, "linger_ms": 500},
+        )
+    )
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 399,
+        60,
+        "the 399 good events",
+        worker.log,
+    )
+    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
+    [dead] = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    assert orjson.loads(dead.value)["messageId"] == poisoned_id
+    headers = _dead_letter_headers(dead)
+    assert headers["capi.dlq.stage"] == "deliver"
+    assert headers["capi.dlq.reason"] == "invalid_parameter"
+    assert headers["capi.dlq.graph_code"] == "100"
+    assert headers["capi.dlq.graph_subcode"] == "2804050"
+    assert worker.terminate() == 0
+
+
+def test_token_error_dead_letters_that_pixel_only_with_a_reason_naming_the_token(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    produce(pipeline.bootstrap, pipeline.source, valid_events(150, "token"))
+    worker = pipeline.start_worker(
+        pipeline.config(
+            destinations=[
+                {"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"},
+                {"name": "blog", "pixel_id": BLOG_PIXEL, "access_token": "expired-token"},
+            ]
+        )
+    )
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 150,
+        60,
+        "the shop pixel's events",
+        worker.log,
+    )
+    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
+    dead = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    assert len(dead) == 150
+    for message in dead:
+        headers = _dead_letter_headers(message)
+        assert headers["capi.dlq.pixel_id"] == BLOG_PIXEL
+        assert headers["capi.dlq.reason"] == "invalid_token"
+        assert headers["capi.dlq.graph_code"] == "190"
+        assert "access_token" in headers["capi.dlq.message"]
+    assert unique_events(graph.received(events=False), BLOG_PIXEL) == 0
+    assert "expired-token" not in worker.log()
+    assert worker.terminate() == 0
+
+
+def test_worker_killed_mid_stream_delivers_every_event_at_least_once_after_restart(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    graph.inject_fault(count=30, latency_ms=300)
+    produce(pipeline.bootstrap, pipeline.source, valid_events(3000, "crash"))
+    config = pipeline.config(batching={"max_events": 100})
+    first = pipeline.start_worker(config)
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 300,
+        60,
+        "the first deliveries",
+        first.log,
+    )
+    first.kill()
+    assert unique_events(graph.received(events=False), SHOP_PIXEL) < 3000
+
+    second = pipeline.start_worker(config)
+
+    def delivered() -> bool:
+        received = graph.received(events=False)
+        return all(unique_events(received, p) == 3000 for p in (SHOP_PIXEL, BLOG_PIXEL))
+
+    wait_until(delivered, 120, "every event after the restart", second.log)
+    wait_until(pipeline.all_committed, 30, "offsets committed", second.log)
+    assert second.terminate() == 0
+
+
+def test_sigterm_flushes_in_flight_batches_and_a_restart_resends_nothing(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    graph.inject_fault(count=1000, latency_ms=400)  # every request is slow: batches in flight
+    produce(pipeline.bootstrap, pipeline.source, valid_events(2000, "sigterm"))
+    # Few events outstanding at once (backpressure), so SIGTERM lands mid-stream.
+    config = pipeline.config(
+        batching={"max_events": 50, "linger_ms": 50, "max_pending_events": 200}
+    )
+    first = pipeline.start_worker(config)
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 100,
+        60,
+        "deliveries under way",
+        first.log,
+    )
+    assert first.terminate() == 0, first.log()
+    assert "Worker stopped" in first.log()
+    graph.clear_faults()
+    delivered_before_stop = graph.received(events=False)["pixels"][SHOP_PIXEL]["events_received"]
+    assert 0 < delivered_before_stop < 2000
+
+    second = pipeline.start_worker(config)
+
+    def delivered() -> bool:
+        received = graph.received(events=False)
+        return all(unique_events(received, p) == 2000 for p in (SHOP_PIXEL, BLOG_PIXEL))
+
+    wait_until(delivered, 120, "the rest after the restart", second.log)
+    received = graph.received(events=False)["pixels"]
+    assert received[SHOP_PIXEL]["duplicates"] == {}, "a restart re-sent acknowledged events"
+    assert received[BLOG_PIXEL]["duplicates"] == {}
+    assert second.terminate() == 0
+
+
+def test_avro_records_are_delivered_and_undecodable_avro_is_dead_lettered(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    import random
+
+    schema = load_avro_schema(DEFAULT_AVRO_SCHEMA)
+    rng = random.Random(3)
+    now = time.time()
+    records = [encode_avro(sample_event(i, now, rng, prefix="avro"), schema) for i in range(300)]
+    records.insert(120, b"\x02\xff\xff\xff garbage that is not this schema")
+    produce(pipeline.bootstrap, pipeline.source, records, partition=2)
+    worker = pipeline.start_worker(
+        pipeline.config(decoding={"format": "avro", "avro_schema": str(DEFAULT_AVRO_SCHEMA)})
+    )
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 300,
+        60,
+        "the Avro events",
+        worker.log,
+    )
+    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
+    [dead] = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    headers = _dead_letter_headers(dead)
+    assert (headers["capi.dlq.stage"], headers["capi.dlq.reason"]) == ("decode", "invalid_avro")
+    assert headers["capi.dlq.source_offset"] == "120"
+    assert worker.terminate() == 0
+
+
+def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    graph.inject_fault(count=40, latency_ms=300)  # batches are in flight when partitions move
+    produce(pipeline.bootstrap, pipeline.source, valid_events(3000, "rebalance"))
+    config = pipeline.config(batching={"max_events": 100, "max_pending_events": 400})
+    first = pipeline.start_worker(config)
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 200,
+        60,
+        "the first worker's deliveries",
+        first.log,
+    )
+    second = pipeline.start_worker(config)
+
+    def delivered() -> bool:
+        received = graph.received(events=False)
+        return all(unique_events(received, p) == 3000 for p in (SHOP_PIXEL, BLOG_PIXEL))
+
+    wait_until(delivered, 120, "every event with two workers", lambda: first.log() + second.log())
+    wait_until(pipeline.all_committed, 30, "offsets committed", second.log)
+    # The cooperative rebalance finishes in two rounds and may complete after the last delivery:
+    # wait for the hand-over itself rather than assume it happened before the backlog drained.
+    wait_until(
+        lambda: "Partitions revoked" in first.log(), 60, "the first worker's revoke", first.log
+    )
+    wait_until(
+        lambda: "Partitions assigned" in second.log(),
+        60,
+        "the second worker's assignment",
+        second.log,
+    )
+    assert second.terminate() == 0
+    assert first.terminate() == 0
+
+
+def test_metrics_and_health_endpoints_report_the_running_worker(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    from worker.sandbox.broker import free_port
+
+    port = free_port()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    produce(pipeline.bootstrap, pipeline.source, valid_events(100, "metrics"))
+    worker = pipeline.start_worker(pipeline.config(metrics_port=port))
+    wait_until(lambda: get("/livez")[0] == 200, 30, "/livez", worker.log)
+    wait_until(lambda: get("/readyz")[0] == 200, 30, "/readyz after joining", worker.log)
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 100,
+        60,
+        "the events",
+        worker.log,
+    )
+    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
+
+    status, text = get("/metrics")
+    assert status == 200
+    assert (
+        f'capi_events_delivered_total{{destination="shop",pixel_id="{SHOP_PIXEL}"}} 100.0' in text
+    )
+    assert f'capi_records_consumed_total{{topic="{pipeline.source}"}} 100.0' in text
+    assert 'capi_graph_request_seconds_count{destination="shop",outcome="ok"}' in text
+    assert "capi_batch_events_bucket" in text
+    assert "capi_partitions_assigned 4.0" in text
+    assert "capi_last_commit_timestamp_seconds" in text
+    assert worker.terminate() == 0
+    # Not on a terminal: one JSON object per line, none about single events.
+    lines = [line for line in worker.log().splitlines() if line.startswith("{")]
+    assert lines and all(orjson.loads(line)["level"] for line in lines)
+    assert not any("metrics-" in line for line in lines)
+
+
+def test_circuit_breaker_stops_the_worker_instead_of_dead_lettering_the_stream(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    # A bad deploy: the worker is told the topic holds Avro, but it holds JSON.
+    produce(pipeline.bootstrap, pipeline.source, valid_events(400, "breaker"), partition=0)
+    config = pipeline.config(
+        decoding={"format": "avro", "avro_schema": str(DEFAULT_AVRO_SCHEMA)},
+        extra={"circuit_breaker": {"min_events": 50, "window_events": 100}},
+    )
+    worker = pipeline.start_worker(config)
+    exit_code = worker.process.wait(60)
+    log = worker.log()
+    assert exit_code == 3, log[-3000:]
+    assert "circuit breaker open" in log and "decode/invalid_avro" in log
+    dead = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=3)
+    assert 0 < len(dead) < 50, "the stream was not emptied into the dead-letter topic"
+    committed = committed_offsets(pipeline.bootstrap, pipeline.group, pipeline.source)
+    assert committed.get(0, 0) <= len(dead), "nothing past the tripping record is committed"
+    assert unique_events(graph.received(events=False), SHOP_PIXEL) == 0

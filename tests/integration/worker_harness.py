@@ -1,0 +1,127 @@
+"""Runs the real `capi-worker run` as a subprocess against the embedded broker and the emulator."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from worker.sandbox.sample_events import sample_event
+
+SHOP_PIXEL, SHOP_TOKEN = "1111111111", "shop-token"
+BLOG_PIXEL, BLOG_TOKEN = "2222222222", "blog-token"
+EMULATOR_TOKENS = {SHOP_PIXEL: SHOP_TOKEN, BLOG_PIXEL: BLOG_TOKEN}
+
+
+def write_config(
+    path: Path,
+    *,
+    bootstrap: str,
+    graph_url: str,
+    source_topic: str,
+    dead_letter_topic: str,
+    group_id: str,
+    destinations: list[dict[str, Any]] | None = None,
+    batching: dict[str, Any] | None = None,
+    graph: dict[str, Any] | None = None,
+    decoding: dict[str, Any] | None = None,
+    metrics_port: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    config = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "topics": [source_topic],
+            "dead_letter_topic": dead_letter_topic,
+            "consumer": {"session.timeout.ms": 6000},
+            "commit_interval_ms": 200,
+        },
+        "graph": {
+            "url": graph_url,
+            "api_version": "v25.0",
+            "initial_backoff_seconds": 0.05,
+            "max_backoff_seconds": 1.0,
+            **(graph or {}),
+        },
+        "batching": {"max_events": 1000, "linger_ms": 100, **(batching or {})},
+        "decoding": decoding or {"format": "json"},
+        "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        "destinations": destinations
+        or [
+            {"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"},
+            {"name": "blog", "pixel_id": BLOG_PIXEL, "access_token": BLOG_TOKEN},
+        ],
+    }
+    config.update(extra or {})
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class WorkerProcess:
+    """`capi-worker run --config FILE` in its own process, logs kept for failure messages."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        env = {**os.environ, "SHOP_TOKEN": SHOP_TOKEN, "PYTHONUNBUFFERED": "1"}
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run", "--config", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 40) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self._wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self._wait(10)
+
+    def _wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def stop_quietly(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, log: Callable[[], str] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    detail = f"\n--- worker log ---\n{log()[-4000:]}" if log else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+
+
+def valid_events(count: int, prefix: str, now: float | None = None) -> list[bytes]:
+    rng = random.Random(prefix)
+    moment = time.time() if now is None else now
+    return [orjson.dumps(sample_event(i, moment, rng, prefix=prefix)) for i in range(count)]
+
+
+def unique_events(received: dict[str, Any], pixel: str) -> int:
+    return int(received.get("pixels", {}).get(pixel, {}).get("unique_events", 0))

@@ -1,0 +1,69 @@
+from types import SimpleNamespace
+from typing import Any
+
+from worker.config import DestinationSettings
+from worker.stream.batcher import PendingEvent, PixelBatcher
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _destination(name: str) -> DestinationSettings:
+    return DestinationSettings(name=name, pixel_id="1", access_token="t")  # type: ignore[arg-type]
+
+
+def _event(size: int = 10) -> PendingEvent:
+    record: Any = SimpleNamespace()
+    return PendingEvent({"event_name": "X"}, size, record)
+
+
+def test_batch_is_cut_at_max_events_per_destination() -> None:
+    batcher = PixelBatcher(max_events=3, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
+    shop, blog = _destination("shop"), _destination("blog")
+    assert batcher.add(shop, _event()) == []
+    assert batcher.add(blog, _event()) == []
+    assert batcher.add(shop, _event()) == []
+    [ready] = batcher.add(shop, _event())
+    assert ready.destination is shop and len(ready) == 3
+    assert batcher.buffered_events == 1
+
+
+def test_batch_is_cut_before_it_would_pass_max_bytes() -> None:
+    batcher = PixelBatcher(max_events=1000, max_bytes=1024, linger_seconds=1, clock=FakeClock())
+    shop = _destination("shop")
+    assert batcher.add(shop, _event(600)) == []
+    [ready] = batcher.add(shop, _event(600))
+    assert len(ready) == 1 and ready.size <= 1024
+    assert batcher.buffered_events == 1
+
+
+def test_one_event_batches_with_byte_cut_yield_both_batches() -> None:
+    batcher = PixelBatcher(max_events=1, max_bytes=1024, linger_seconds=1, clock=FakeClock())
+    shop = _destination("shop")
+    assert len(batcher.add(shop, _event(600))) == 1
+    assert len(batcher.add(shop, _event(600))) == 1
+
+
+def test_linger_releases_a_partial_batch() -> None:
+    clock = FakeClock()
+    batcher = PixelBatcher(max_events=1000, max_bytes=10_000, linger_seconds=0.2, clock=clock)
+    batcher.add(_destination("shop"), _event())
+    assert batcher.due() == []
+    assert batcher.next_due_in() == 0.2
+    clock.now = 0.25
+    [ready] = batcher.due()
+    assert len(ready) == 1
+    assert batcher.next_due_in() is None
+
+
+def test_drain_returns_every_open_batch() -> None:
+    batcher = PixelBatcher(max_events=1000, max_bytes=10_000, linger_seconds=5, clock=FakeClock())
+    batcher.add(_destination("shop"), _event())
+    batcher.add(_destination("blog"), _event())
+    assert sorted(b.destination.name for b in batcher.drain()) == ["blog", "shop"]
+    assert batcher.buffered_events == 0

@@ -1,0 +1,80 @@
+from typing import Any
+
+import pytest
+
+from worker.config import DestinationSettings
+from worker.mapping.result import Invalid, Mapped, Skipped
+from worker.pipeline import map_for_destinations
+
+
+def _destination(**match: Any) -> DestinationSettings:
+    return DestinationSettings(name="shop", pixel_id="1", access_token="t", match=match)  # type: ignore[arg-type]
+
+
+def test_a_destination_whose_match_refuses_the_event_gets_not_routed() -> None:
+    [result] = map_for_destinations(
+        {"type": "track", "event": "X"}, None, [_destination(event_types=["page"])], 0
+    )
+    assert result == Skipped("not_routed")
+
+
+def test_a_routing_failure_is_an_invalid_route_stage_result_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_args: Any) -> bool:
+        raise KeyError("boom")
+
+    monkeypatch.setattr("worker.pipeline.is_routed", broken)
+    [result] = map_for_destinations({"type": "track"}, None, [_destination()], 0)
+    assert isinstance(result, Invalid)
+    assert (result.stage, result.reason) == ("route", "routing_failed")
+
+
+# -- capi.redrive.only_destination: a redriven record goes back to its one destination ----------
+
+
+def _named(name: str, pixel_id: str, **match: Any) -> DestinationSettings:
+    return DestinationSettings(name=name, pixel_id=pixel_id, access_token="t", match=match)  # type: ignore[arg-type]
+
+
+_FANOUT = [_named("shop", "1"), _named("blog", "2"), _named("app", "3")]
+_PAGE = {
+    "type": "page",
+    "messageId": "m-1",
+    "timestamp": 1_700_000_000,
+    "userId": "u-1",
+    "context": {"page": {"url": "https://example.com/"}, "userAgent": "UA"},
+}
+
+
+def test_a_record_for_one_destination_of_a_fan_out_is_routed_to_that_destination_only() -> None:
+    headers = [("capi.redrive.only_destination", b"blog"), ("capi.redrive.count", b"1")]
+    results = map_for_destinations(_PAGE, headers, _FANOUT, 1_700_000_000)
+    assert results[0] == Skipped("redrive_other_destination")
+    assert isinstance(results[1], Mapped)
+    assert results[2] == Skipped("redrive_other_destination")
+
+
+def test_without_the_redrive_header_every_destination_gets_the_record() -> None:
+    results = map_for_destinations(_PAGE, [("origin", b"x")], _FANOUT, 1_700_000_000)
+    assert all(isinstance(result, Mapped) for result in results)
+
+
+def test_the_named_destination_still_applies_its_own_routing() -> None:
+    destinations = [_named("shop", "1"), _named("blog", "2", event_types=["track"])]
+    headers = [("capi.redrive.only_destination", b"blog")]
+    results = map_for_destinations(_PAGE, headers, destinations, 1_700_000_000)
+    assert results == [Skipped("redrive_other_destination"), Skipped("not_routed")]
+
+
+def test_a_destination_no_longer_configured_means_no_destination_takes_the_record() -> None:
+    headers = [("capi.redrive.only_destination", b"renamed")]
+    results = map_for_destinations(_PAGE, headers, _FANOUT, 1_700_000_000)
+    assert results == [Skipped("redrive_other_destination")] * 3
+
+
+@pytest.mark.parametrize("value", [None, b"\xff\xfe", b""])
+def test_an_unreadable_redrive_header_never_fans_the_record_out_again(value: Any) -> None:
+    headers = [("capi.redrive.only_destination", value)]
+    results = map_for_destinations(_PAGE, headers, _FANOUT, 1_700_000_000)
+    assert results == [Skipped("redrive_other_destination")] * 3

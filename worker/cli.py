@@ -1,0 +1,257 @@
+"""Command line: `capi-worker run|transform|graph-emulator|demo` (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+import orjson
+
+from worker.config import ConfigError, Settings, load_settings
+from worker.ops.logs import configure_logging
+
+EXIT_CONFIG = 2
+EXIT_CIRCUIT_OPEN = 3
+
+
+def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise SystemExit(f"{flag} expects PIXEL=VALUE, got {item.split('=')[0]}=...")
+        pairs[key] = value
+    return pairs
+
+
+def _load(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as error:
+        print(f"capi-worker: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from worker.stream.runner import Worker
+
+    settings = _load(args.config)
+    configure_logging(
+        args.log_level or settings.logging.level, args.log_format or settings.logging.format
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await Worker(settings).run(stop)
+
+    from worker.stream.breaker import CircuitOpen
+
+    try:
+        asyncio.run(main())
+    except CircuitOpen as error:
+        print(
+            f"capi-worker: circuit breaker open: {error}; nothing past it was committed",
+            file=sys.stderr,
+        )
+        return EXIT_CIRCUIT_OPEN
+    return 0
+
+
+def transform_lines(settings: Settings, lines: IO[bytes], out: IO[bytes], now: float) -> None:
+    """One output line per (input line, destination), using the worker's own mapping stage."""
+    from worker.decode import build_decoder
+    from worker.mapping.result import Invalid, Mapped, Skipped
+    from worker.pipeline import decode_record, map_for_destinations
+
+    decode_json = build_decoder(settings.decoding.model_copy(update={"format": "json"}))
+    destinations = settings.destinations
+    for raw_line in lines:
+        line = raw_line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        decoded = decode_record(decode_json, line)
+        if isinstance(decoded, Invalid):
+            results: list[Any] = [decoded] * len(destinations)
+        else:
+            results = map_for_destinations(decoded, None, destinations, now)
+        for destination, result in zip(destinations, results, strict=True):
+            row: dict[str, Any]
+            if isinstance(result, Mapped):
+                row = {"pixel_id": destination.pixel_id, "event": result.event}
+            elif isinstance(result, Skipped):
+                row = {"skipped": result.reason}
+            else:
+                error = {"stage": result.stage, "reason": result.reason, "message": result.message}
+                row = {"pixel_id": destination.pixel_id, "error": error}
+            out.write(orjson.dumps(row) + b"\n")
+
+
+def command_transform(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    now = float(args.now) if args.now is not None else time.time()
+    transform_lines(settings, sys.stdin.buffer, sys.stdout.buffer, now)
+    sys.stdout.flush()
+    return 0
+
+
+def command_replay(args: argparse.Namespace) -> int:
+    from worker.ops.replay import run_replay
+    from worker.ops.timeparse import parse_time
+
+    settings = _load(args.config)
+    configure_logging("WARNING", settings.logging.format)
+    now = time.time()
+    try:
+        start = parse_time(args.from_time, now)
+        end = None if args.to_time is None else parse_time(args.to_time, now)
+    except ValueError as error:
+        print(f"capi-worker: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if end is not None and end <= start:
+        print("capi-worker: --to must be after --from", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_replay(settings, start, end, args.group, args.topic, args.dry_run)
+
+
+def command_graph_emulator(args: argparse.Namespace) -> int:
+    from worker.sandbox.graph_emulator import serve
+
+    configure_logging(args.log_level, args.log_format)
+    tokens = _pairs(args.token, "--token")
+    secrets = _pairs(args.app_secret, "--app-secret")
+    serve(args.host, args.port, tokens, secrets)
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from worker.sandbox.demo import run_demo
+
+    configure_logging("WARNING")
+    return run_demo(events=args.events, seconds=args.timeout)
+
+
+# ---- dlq: dead-letter inspect | stats | redrive (worker/ops/dlq.py) ---------------------------
+
+
+def command_dlq(args: argparse.Namespace) -> int:
+    from worker.ops.dlq import run_dlq_command
+
+    settings = _load(args.config)
+    configure_logging("WARNING", settings.logging.format)
+    return run_dlq_command(settings, args)
+
+
+def _add_dlq_parser(commands: Any) -> None:
+    dlq = commands.add_parser(
+        "dlq", help="inspect, count and redrive the dead-letter topic (reads, never commits)"
+    )
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--config", required=True, help="YAML configuration file")
+    filters.add_argument(
+        "--reason", action="append", metavar="R", help="capi.dlq.reason (repeatable)"
+    )
+    filters.add_argument("--stage", action="append", metavar="S", help="decode|route|map|deliver")
+    filters.add_argument(
+        "--pixel", action="append", metavar="P", help="pixel id or destination name (repeatable)"
+    )
+    filters.add_argument(
+        "--since", metavar="TIME", help="dead-lettered at or after: ISO-8601, Unix seconds, 2h"
+    )
+    filters.add_argument("--until", metavar="TIME", help="dead-lettered at or before")
+    filters.add_argument("--limit", type=int, metavar="N", help="at most N matching records")
+
+    inspect = actions.add_parser("inspect", parents=[filters], help="list dead letters")
+    inspect.add_argument("--format", choices=["table", "jsonl"], default="table")
+    stats = actions.add_parser("stats", parents=[filters], help="count by reason and pixel")
+    stats.add_argument("--format", choices=["table", "jsonl"], default="table")
+    redrive = actions.add_parser(
+        "redrive", parents=[filters], help="send dead letters again (source topic or pixel)"
+    )
+    redrive.add_argument(
+        "--to",
+        choices=["source", "pixel"],
+        default="source",
+        help="source: re-publish to the source topic (default); pixel: deliver directly",
+    )
+    redrive.add_argument(
+        "--max-redrives",
+        type=int,
+        default=3,
+        metavar="N",
+        help="refuse records already redriven this often (loop protection; --to source)",
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="show what would be done")
+    dlq.set_defaults(handler=command_dlq)
+
+
+# ---- end of dlq -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capi-worker",
+        description="Forward Segment/RudderStack-spec events from Kafka to Meta's Conversions API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the worker (a consumer-group member)")
+    run.add_argument("--config", required=True, help="YAML configuration file")
+    run.add_argument("--log-level", help="overrides logging.level of the configuration")
+    run.add_argument(
+        "--log-format", choices=["auto", "json", "text"], help="overrides logging.format"
+    )
+    run.set_defaults(handler=command_run)
+
+    transform = commands.add_parser(
+        "transform", help="map JSON-lines events from stdin to CAPI events on stdout"
+    )
+    transform.add_argument("--config", required=True)
+    transform.add_argument("--now", type=float, help="the current time, Unix seconds")
+    transform.set_defaults(handler=command_transform)
+
+    replay = commands.add_parser(
+        "replay", help="backfill a time window in a separate consumer group (progress bar)"
+    )
+    replay.add_argument("--config", required=True)
+    replay.add_argument(
+        "--from", dest="from_time", required=True, help="ISO-8601, Unix seconds or an age (7d)"
+    )
+    replay.add_argument("--to", dest="to_time", help="end of the window (default: now)")
+    replay.add_argument("--group", help="replay group (default: <group_id>-replay-<from>)")
+    replay.add_argument("--topic", action="append", help="topic to replay (default: kafka.topics)")
+    replay.add_argument("--dry-run", action="store_true", help="count only; send nothing")
+    replay.set_defaults(handler=command_replay)
+
+    emulator = commands.add_parser("graph-emulator", help="run the local Graph API emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8089)
+    emulator.add_argument("--token", action="append", metavar="PIXEL=TOKEN")
+    emulator.add_argument("--app-secret", action="append", metavar="PIXEL=SECRET")
+    emulator.add_argument("--log-level", default="INFO")
+    emulator.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
+    emulator.set_defaults(handler=command_graph_emulator)
+
+    demo = commands.add_parser("demo", help="embedded broker + emulator + worker + sample traffic")
+    demo.add_argument("--events", type=int, default=3000, help="valid events to produce")
+    demo.add_argument("--timeout", type=float, default=50.0, help="give up after this long")
+    demo.set_defaults(handler=command_demo)
+    _add_dlq_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

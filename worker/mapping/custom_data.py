@@ -1,0 +1,325 @@
+"""`custom_data`: value, currency, contents and the rest of a track call's properties.
+
+- value: `revenue` (then `value`); for single-product events (Product Viewed, Product Added:
+  ViewContent, AddToCart, AddToWishlist without a `products` array) the `value_field_identifier`
+  property (default `price`, then `value`). Rounded to 2 decimals; unreadable is invalid. A
+  Purchase needs one.
+- currency: upper-cased ISO 4217, default USD on commerce events and whenever there is a value.
+- contents / content_ids / num_items: from `products[]`, or from the properties of a
+  single-product event. content_type: `properties.content_type`, the integration option,
+  `categories_to_content_types[category]`, else `product`; a ViewContent without any product id
+  is a `product_group` whose content id is the category (a list view by category).
+- Every other property is copied unchanged, except reserved keys, `products` (sent as contents),
+  keys Meta gives a meaning to (set only from validated values) and PII properties (dropped or
+  hashed per the destination's deny/allow lists). A property whose objects and arrays nest more
+  than `MAX_PROPERTY_DEPTH` levels makes the event invalid (`invalid_properties`): no analytics
+  property is that deep, and past ~250 levels the JSON encoder cannot write the event at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from worker.mapping import reasons
+from worker.mapping.currencies import CURRENCY_CODES
+from worker.mapping.errors import InvalidEvent, shown
+from worker.mapping.paths import first_present, get_path
+from worker.mapping.plan import DestinationPlan
+
+DEFAULT_CURRENCY = "USD"
+MAX_PROPERTY_DEPTH = 32  # levels of objects/arrays inside one property copied to custom_data
+MAX_QUANTITY = 2**31 - 1
+DELIVERY_CATEGORIES = frozenset({"in_store", "curbside", "home_delivery"})
+PRODUCT_ID_KEYS = ("product_id", "sku", "id")
+
+# Meta events about one product when no `products` array is sent.
+SINGLE_PRODUCT_EVENTS = frozenset({"ViewContent", "AddToCart", "AddToWishlist"})
+# Standard events that always carry a currency and, when it applies, a content_type.
+COMMERCE_EVENTS = frozenset(
+    {"Purchase", "AddToCart", "AddToWishlist", "ViewContent", "InitiateCheckout", "Search",
+     "AddPaymentInfo"}
+)  # fmt: skip
+
+# Never copied from properties: read elsewhere (event_id, action_source, opt_out, fbp, fbc)...
+RESERVED_PROPERTIES = frozenset(
+    {"action_source", "actionSource", "event_id", "opt_out", "fbp", "fbc"}
+)
+# ...or given a meaning by Meta, so only set from a validated value below.
+_META_KEYS = frozenset(
+    {"value", "currency", "contents", "content_ids", "content_type", "content_category",
+     "content_name", "num_items", "search_string", "status", "order_id", "delivery_category",
+     "products"}
+)  # fmt: skip
+_NOT_COPIED = RESERVED_PROPERTIES | _META_KEYS
+_VALUE_FALLBACK = ("value",)
+
+
+def build_custom_data(
+    properties: dict[str, Any],
+    event_name: str,
+    plan: DestinationPlan,
+    options: dict[str, Any],
+    prehashed: bool,
+) -> dict[str, Any]:
+    """The custom_data object of a track or page event; may be empty."""
+    custom: dict[str, Any] = {}
+    pii = plan.pii_actions
+    for key, item in properties.items():
+        if key in _NOT_COPIED:
+            continue
+        if isinstance(item, dict | list) and _nests_deeper(item, MAX_PROPERTY_DEPTH):
+            raise InvalidEvent(
+                reasons.INVALID_PROPERTIES,
+                f"property {shown(key, 40)} nests objects or arrays more than "
+                f"{MAX_PROPERTY_DEPTH} levels deep; flatten it or leave it out",
+            )
+        hash_it = pii.get(key)
+        if hash_it is None:
+            custom[key] = item
+        elif hash_it and item is not None:
+            custom[key] = _as_text(item) if prehashed else _sha256(item)
+
+    products = _products(properties.get("products"))
+    single_product = products is None and event_name in SINGLE_PRODUCT_EVENTS
+
+    if single_product:
+        raw_value = get_path(properties, plan.value_field)
+        source = ".".join(plan.value_field)
+        if raw_value is None:
+            raw_value, source = properties.get("value"), "value"
+    else:
+        raw_value, source = properties.get("revenue"), "revenue"
+        if raw_value is None:
+            raw_value, source = properties.get("value"), "value"
+    value = _money(raw_value, source)
+    if value is not None:
+        custom["value"] = value
+    elif event_name == "Purchase":
+        raise InvalidEvent(
+            reasons.MISSING_VALUE,
+            "a Purchase needs a value: send properties.revenue (or properties.value)",
+        )
+
+    currency = _currency(properties.get("currency"))
+    if currency is not None or value is not None or event_name in COMMERCE_EVENTS:
+        custom["currency"] = currency or DEFAULT_CURRENCY
+
+    contents: list[dict[str, Any]] = []
+    if products is not None:
+        for product in products:
+            content = _content(product)
+            if content is not None:
+                contents.append(content)
+        custom["num_items"] = len(contents)
+    elif single_product:
+        content = _content(properties)
+        if content is not None:
+            contents.append(content)
+    else:
+        num_items = properties.get("num_items")
+        if isinstance(num_items, int) and not isinstance(num_items, bool):
+            custom["num_items"] = num_items
+    if contents:
+        custom["contents"] = contents
+        custom["content_ids"] = [content["id"] for content in contents]
+
+    category = _category(properties.get("category"))
+    if category is not None:
+        custom["content_category"] = category
+
+    content_type = _text(properties.get("content_type")) or _text(
+        options.get("content_type", options.get("contentType"))
+    )
+    if content_type is None and (contents or event_name in COMMERCE_EVENTS):
+        mapping_key = category
+        if mapping_key is None and products:
+            mapping_key = _category(products[0].get("category"))
+        if mapping_key is not None:
+            content_type = plan.categories_to_content_types.get(mapping_key)
+        if content_type is None:
+            content_type = "product" if contents else _default_without_products(event_name)
+    if content_type is not None:
+        custom["content_type"] = content_type
+        if content_type == "product_group" and not contents and category is not None:
+            custom["content_ids"] = [category]
+
+    content_name = _text(properties.get("content_name"))
+    if content_name is None and single_product:
+        content_name = _text(first_present(properties, ("name", "product_name")))
+    if content_name is not None:
+        custom["content_name"] = content_name
+
+    for target, key in (("search_string", "query"), ("status", "status"), ("order_id", "order_id")):
+        text = _scalar_text(properties.get(key))
+        if text is not None:
+            custom[target] = text
+
+    delivery = properties.get("delivery_category")
+    if delivery is not None:
+        custom["delivery_category"] = _delivery_category(delivery, "properties.")
+    return custom
+
+
+def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels in `value` (itself level 1).
+    Iterative: the structure may be deeper than Python's recursion limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _default_without_products(event_name: str) -> str:
+    return "product_group" if event_name == "ViewContent" else "product"
+
+
+def _products(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidEvent(
+            reasons.INVALID_PRODUCTS,
+            f"properties.products must be a list of objects, got {type(value).__name__}",
+        )
+    for index, product in enumerate(value):
+        if not isinstance(product, dict):
+            raise InvalidEvent(
+                reasons.INVALID_PRODUCTS,
+                f"properties.products[{index}] must be an object, got {type(product).__name__}",
+            )
+    return value
+
+
+def _content(product: dict[str, Any]) -> dict[str, Any] | None:
+    """One `contents` entry; None without a product id (Meta requires one)."""
+    product_id = _scalar_text(first_present(product, PRODUCT_ID_KEYS))
+    if product_id is None:
+        return None
+    content: dict[str, Any] = {"id": product_id, "quantity": _quantity(product.get("quantity"))}
+    price = _number(product.get("price"))
+    if price is not None:
+        content["item_price"] = price
+    delivery = product.get("delivery_category")
+    if delivery is not None:
+        content["delivery_category"] = _delivery_category(delivery, "products[].")
+    return content
+
+
+def _number(value: Any) -> float | int | None:
+    """A finite number from a number or numeric string; None when absent or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or "_" in text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _money(value: Any, source: str) -> float | int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = _number(value)
+    if number is None:
+        raise InvalidEvent(
+            reasons.INVALID_VALUE,
+            f"properties.{source} must be a number, got {shown(value, 40)}",
+        )
+    return round(number, 2)
+
+
+def _quantity(value: Any) -> int:
+    """An integer quantity; 1 when absent, unreadable or out of range (Meta requires an integer).
+
+    Out of range is beyond a 32-bit integer: no order holds that many of one product, and a
+    float such as 1e20 would otherwise become an integer the JSON encoder cannot write.
+    """
+    number = _number(value)
+    if number is None or abs(number) > MAX_QUANTITY:
+        return 1
+    return int(number)
+
+
+def _currency(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    code = value.strip().upper() if isinstance(value, str) else None
+    if code is None or code not in CURRENCY_CODES:
+        raise InvalidEvent(
+            reasons.INVALID_CURRENCY,
+            f"properties.currency must be an ISO 4217 code such as USD, got {shown(value, 20)}",
+        )
+    return code
+
+
+def _category(value: Any) -> str | None:
+    """content_category: a string, a number as text, or a list joined with ','."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, list):
+        if any(isinstance(item, dict | list) for item in value):
+            raise InvalidEvent(
+                reasons.INVALID_CATEGORY,
+                "properties.category must be a string or a list of strings, got a list holding "
+                "objects or lists",
+            )
+        joined = ",".join(str(item) for item in value if item is not None)
+        return joined or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidEvent(
+        reasons.INVALID_CATEGORY,
+        f"properties.category must be a string or a list, got {type(value).__name__}",
+    )
+
+
+def _delivery_category(value: Any, where: str) -> str:
+    if isinstance(value, str) and value in DELIVERY_CATEGORIES:
+        return value
+    raise InvalidEvent(
+        reasons.INVALID_DELIVERY_CATEGORY,
+        f"{where}delivery_category must be one of in_store, curbside, home_delivery, "
+        f"got {shown(value, 30)}",
+    )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def _scalar_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _as_text(value: Any) -> str:
+    return _scalar_text(value) or str(value)
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(_as_text(value).encode()).hexdigest()

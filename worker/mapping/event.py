@@ -1,0 +1,265 @@
+"""map_event: one decoded Segment/RudderStack event + one destination -> a Conversions API event.
+
+Pure: no I/O, no clock (`now` is an argument), no logging. Never raises: whatever the input,
+the answer is `Mapped`, `Skipped` or `Invalid` (stage `map`). Checks run cheapest first and the
+first failure wins: type, structure, consent, name, time, action_source, user_data, custom_data,
+then the built event is checked against Meta's contract (`worker.capi.contract`).
+
+event_id is `properties.event_id`, `context.traits.event_id`, `traits.event_id`, else
+`messageId`; with none of them the event is sent without one (Meta accepts it; it only loses
+deduplication against the browser pixel), rather than with an id we would invent and that could
+never match the pixel's.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from worker.capi.contract import validate_event
+from worker.config import ACTION_SOURCES, DestinationSettings
+from worker.mapping import reasons
+from worker.mapping.consent import has_consent
+from worker.mapping.custom_data import build_custom_data
+from worker.mapping.errors import InvalidEvent, shown
+from worker.mapping.ldu import data_processing_options
+from worker.mapping.names import IDENTIFY_EVENT_NAME, page_event_name, track_event_name
+from worker.mapping.options import integration_options
+from worker.mapping.paths import first_present
+from worker.mapping.plan import plan_for
+from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
+from worker.mapping.timefields import MAX_FUTURE_SECONDS, max_age_seconds, parse_timestamp_ms
+from worker.mapping.user_data import build_user_data, has_customer_information
+
+FORWARDED_TYPES = frozenset({"track", "page", "screen", "identify"})
+_EMPTY: dict[str, Any] = {}
+_ACTION_SOURCE_KEYS = ("action_source", "actionSource")
+_EVENT_ID_KEY = ("event_id",)
+
+
+def map_event(message: Any, destination: DestinationSettings, now: float) -> MapResult:
+    """Map `message` for `destination` as of `now` (Unix seconds)."""
+    try:
+        return _map(message, destination, now)
+    except InvalidEvent as error:
+        return Invalid(error.reason, error.message)
+    except Exception as error:  # a bug in this package must cost one event, not the worker
+        return Invalid(reasons.MAPPING_FAILED, _describe_bug(error))
+
+
+def _map(message: Any, destination: DestinationSettings, now: float) -> MapResult:
+    if not isinstance(message, dict):
+        raise InvalidEvent(
+            reasons.INVALID_MESSAGE,
+            f"the event must be a JSON object, got {type(message).__name__}",
+        )
+    kind = _event_type(message.get("type"))
+    if kind not in FORWARDED_TYPES:
+        return Skipped(reasons.EVENT_TYPE_NOT_FORWARDED)
+    if kind == "identify" and not destination.forward_identify:
+        return Skipped(reasons.IDENTIFY_NOT_FORWARDED)
+    if kind == "screen" and not destination.forward_screen:
+        return Skipped(reasons.SCREEN_NOT_FORWARDED)
+
+    context = _object(message, "context", reasons.INVALID_CONTEXT, "context")
+    plan = plan_for(destination)
+    if not has_consent(context, plan.required_consent):
+        return Skipped(reasons.NO_CONSENT)
+    properties = _object(message, "properties", reasons.INVALID_PROPERTIES, "properties")
+    context_traits = _object(context, "traits", reasons.INVALID_TRAITS, "context.traits")
+    traits = _object(message, "traits", reasons.INVALID_TRAITS, "traits")
+
+    if kind == "track":
+        event_name = track_event_name(message.get("event"), plan)
+    elif kind == "identify":
+        event_name = IDENTIFY_EVENT_NAME
+    else:
+        page_name = message.get("name")
+        if page_name is None:
+            page_name = properties.get("name")
+        event_name = page_event_name(kind, page_name, destination.page_event_naming)
+
+    timestamp = message.get("timestamp")
+    if timestamp is None:
+        timestamp = message.get("originalTimestamp")
+    event_time_ms = parse_timestamp_ms(timestamp)
+    if event_time_ms is None:
+        raise InvalidEvent(
+            reasons.INVALID_TIMESTAMP,
+            f"timestamp must be ISO-8601 or epoch seconds/milliseconds, got {shown(timestamp, 40)}",
+        )
+    event_time = event_time_ms // 1000
+
+    options = integration_options(message, plan.integration_names)
+    action_source = _action_source(properties, options, destination.default_action_source)
+    _check_time_window(event_time, now, action_source)
+
+    page_url = _page_url(context, properties if kind == "page" else _EMPTY)
+    user_data = build_user_data(
+        message,
+        context,
+        properties,
+        (context_traits,) if kind == "track" else (traits, context_traits),
+        options,
+        plan.external_id_field,
+        page_url,
+        event_time_ms,
+        options.get("hashed") is True,
+    )
+    if action_source == "website":
+        if "client_user_agent" not in user_data:
+            raise InvalidEvent(
+                reasons.MISSING_CLIENT_USER_AGENT,
+                "a website event needs context.userAgent (or set another action_source)",
+            )
+        if page_url is None:
+            raise InvalidEvent(
+                reasons.MISSING_EVENT_SOURCE_URL,
+                "a website event needs context.page.url (or set another action_source)",
+            )
+    if not has_customer_information(user_data):
+        raise InvalidEvent(
+            reasons.MISSING_USER_DATA,
+            "no customer information parameter: send userId or anonymousId, traits such as "
+            "email or phone, context.ip, context.userAgent, or fbp/fbc",
+        )
+
+    event: dict[str, Any] = {"event_name": event_name, "event_time": event_time}
+    event_id = _event_id(message, properties, context_traits, traits)
+    if event_id is not None:
+        event["event_id"] = event_id
+    event["action_source"] = action_source
+    if page_url is not None:
+        event["event_source_url"] = page_url
+    opt_out = _opt_out(properties, context_traits, traits)
+    if opt_out is not None:
+        event["opt_out"] = opt_out
+    event["user_data"] = user_data
+    if kind != "identify":
+        custom_data = build_custom_data(
+            properties, event_name, plan, options, options.get("hashed") is True
+        )
+        if custom_data:
+            event["custom_data"] = custom_data
+    processing = data_processing_options(options, context, destination)
+    if processing is not None:
+        chosen, country, state = processing
+        event["data_processing_options"] = chosen
+        if country is not None:
+            event["data_processing_options_country"] = country
+        if state is not None:
+            event["data_processing_options_state"] = state
+    # Backstop: the rules above should already guarantee this. One event Meta refuses makes it
+    # refuse the whole batch, so an event that slips through is stopped here, not at delivery.
+    violation = validate_event(event, now)
+    if violation is not None:
+        return Invalid(
+            reasons.META_CONTRACT_VIOLATION,
+            violation.error_user_msg or violation.message,
+        )
+    return Mapped(event)
+
+
+def _describe_bug(error: Exception) -> str:
+    """Where the mapping code failed, for a bug report. Not the exception's text: that may
+    quote a value of the event (`int('jane@example.com')`), and this message is dead-lettered.
+    """
+    where = ""
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        frame = frames[-1]
+        where = f" in {frame.name} ({Path(frame.filename).name}:{frame.lineno})"
+    return f"{type(error).__name__}{where}: a bug in the mapping; report it with the event"
+
+
+def _event_type(value: Any) -> str:
+    if value is None:
+        raise InvalidEvent(reasons.MISSING_TYPE, "the event has no `type`")
+    if not isinstance(value, str):
+        raise InvalidEvent(
+            reasons.INVALID_TYPE, f"`type` must be a string, got {type(value).__name__}"
+        )
+    kind = value.strip().lower()
+    if not kind:
+        raise InvalidEvent(reasons.MISSING_TYPE, "the event's `type` is empty")
+    return kind
+
+
+def _object(parent: dict[str, Any], key: str, reason: str, where: str) -> dict[str, Any]:
+    """`parent[key]` when it is an object, `{}` when absent or null, else the event is invalid."""
+    value = parent.get(key)
+    if value is None:
+        return _EMPTY
+    if isinstance(value, dict):
+        return value
+    raise InvalidEvent(reason, f"`{where}` must be an object, got {type(value).__name__}")
+
+
+def _action_source(properties: dict[str, Any], options: dict[str, Any], default: str) -> str:
+    raw = first_present(properties, _ACTION_SOURCE_KEYS)
+    if raw is None:
+        raw = first_present(options, _ACTION_SOURCE_KEYS)
+    if raw is None:
+        return default
+    value = raw.strip().lower() if isinstance(raw, str) else None
+    if value not in ACTION_SOURCES:
+        raise InvalidEvent(
+            reasons.INVALID_ACTION_SOURCE,
+            f"action_source {shown(raw, 40)} is not one of {', '.join(sorted(ACTION_SOURCES))}",
+        )
+    return value
+
+
+def _check_time_window(event_time: int, now: float, action_source: str) -> None:
+    max_age = max_age_seconds(action_source)
+    if now - event_time > max_age:
+        raise InvalidEvent(
+            reasons.EVENT_TIME_TOO_OLD,
+            f"event_time {event_time} is more than {max_age // 86_400} days old; "
+            "Meta rejects it (replay or redrive older data sooner)",
+        )
+    if event_time - now > MAX_FUTURE_SECONDS:
+        raise InvalidEvent(
+            reasons.EVENT_TIME_IN_FUTURE,
+            f"event_time {event_time} is more than {MAX_FUTURE_SECONDS} s in the future; "
+            "check the producer's clock",
+        )
+
+
+def _page_url(context: dict[str, Any], properties: dict[str, Any]) -> str | None:
+    page = context.get("page")
+    url = page.get("url") if isinstance(page, dict) else None
+    if not (isinstance(url, str) and url.strip()):
+        url = properties.get("url")
+    if isinstance(url, str):
+        return url.strip() or None
+    return None
+
+
+def _event_id(
+    message: dict[str, Any],
+    properties: dict[str, Any],
+    context_traits: dict[str, Any],
+    traits: dict[str, Any],
+) -> str | None:
+    for source, keys in (
+        (properties, _EVENT_ID_KEY),
+        (context_traits, _EVENT_ID_KEY),
+        (traits, _EVENT_ID_KEY),
+        (message, ("messageId",)),
+    ):
+        value = first_present(source, keys)
+        if isinstance(value, str):
+            return value.strip()
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _opt_out(*sources: dict[str, Any]) -> bool | None:
+    for source in sources:
+        value = source.get("opt_out")
+        if isinstance(value, bool):
+            return value
+    return None

@@ -1,0 +1,318 @@
+"""Meta's normalisation and SHA-256 hashing of user_data fields.
+
+The rules follow `facebook_business.adobjects.serverside.normalize.Normalize` (Meta's Python
+Business SDK), which `tests/unit/test_normalize_parity.py` checks row by row, except where
+Meta's published parameter rules (and Meta's own Pixel / capi-param-builder normalisers) say
+otherwise, or where the SDK would raise. Every difference is listed in docs/normalisation.md.
+
+Public API:
+
+* `normalize(field, value)`: the normalised plaintext (or an already-hashed value, lowercased),
+  or None when nothing usable is left.
+* `normalize_and_hash(field, value, *, prehashed=False)`: the lowercase SHA-256 hex of that,
+  or None. Results are memoised in a bounded LRU (`HASH_CACHE_SIZE` entries).
+* `is_sha256_hex(value)`, `hash_cache_info()`, `clear_hash_cache()`.
+
+Neither function raises, whatever the input type: strings, ints and integral floats are
+read (`15551234567`, `94103.0`); bools, None, NaN, containers and anything else give None.
+Values longer than `MAX_VALUE_LENGTH` characters give None (no real identifier is that long,
+and it keeps the cache's memory bounded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Final
+
+from worker.mapping.geo import COUNTRY_BY_KEY, COUNTRY_CODES, US_STATE_BY_KEY, US_STATE_CODES
+from worker.mapping.geo import name_key as _name_key
+
+if TYPE_CHECKING:
+    from functools import _CacheInfo
+
+# user_data keys that are normalised then hashed. client_ip_address, client_user_agent, fbp, fbc
+# are never hashed.
+HASHED_FIELDS = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id")
+
+#: Entries kept in the (field, value) -> hash LRU cache.
+HASH_CACHE_SIZE: Final = 65536
+#: Longer inputs are dropped: no email, phone, name or id is this long.
+MAX_VALUE_LENGTH: Final = 1024
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+# em: one @, no whitespace, a dot somewhere in the domain. (The SDK's `.+@.+\..+` also takes
+# inner spaces and several @, which can never be an address Meta knows.)
+_EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+
+# ph: a trailing extension, then separators people type, then "+", up to four leading zeros
+# (the SDK strips `^\+?0{0,2}` twice) and at least 7 digits not starting with 0.
+_PH_EXTENSION = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
+_PH_SEPARATORS = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
+_PH_NUMBER = re.compile(r"\+?0{0,4}([1-9]\d{6,})")
+
+# zp: whitespace and dashes go; nine digits are a US ZIP+4, which keeps its first five.
+_ZIP_SEPARATORS = re.compile(r"[\s\-]+")
+
+# ct / st / fn / ln: ASCII fast path of "letters only".
+_NOT_A_TO_Z = re.compile(r"[^a-z]+")
+_US_ISO_SUBDIVISION = re.compile(r"us-([a-z]{2})")
+
+# db: the layouts we read; everything is lowercased before matching.
+_DB_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_DB_YEAR_FIRST = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[t\s].*)?")
+_DB_YEAR_LAST = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})")
+_DB_DAY_MONTHNAME = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[\s\-/.]*([a-z]+)\.?,?[\s\-/.]*(\d{4})")
+_DB_MONTHNAME_DAY = re.compile(r"([a-z]+)\.?[\s\-/.]*(\d{1,2})(?:st|nd|rd|th)?,?[\s\-/.]*(\d{4})")
+_DB_MIN_YEAR: Final = 1900
+_DB_MAX_YEAR: Final = 2099
+_MONTH_NAMES: Final = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTHS: Final = {
+    **{name: number for number, name in enumerate(_MONTH_NAMES, 1)},
+    **{name[:3]: number for number, name in enumerate(_MONTH_NAMES, 1)},
+    "sept": 9,
+}
+_DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+_GENDERS: Final = {"m": "m", "male": "m", "f": "f", "female": "f"}
+
+
+def is_sha256_hex(text: str) -> bool:
+    """True when `text` is exactly 64 lowercase hex characters (lowercase it first)."""
+    return len(text) == 64 and _SHA256_HEX.fullmatch(text) is not None
+
+
+# --------------------------------------------------------------------------- field rules
+# Each rule takes the trimmed, lowercased, non-empty, not-already-hashed text and returns
+# the normalised plaintext, or None (the SDK would raise, or nothing usable is left).
+
+
+def _letters(text: str) -> str:
+    """Letters only: ASCII a-z, or for other scripts Unicode letters and combining marks (NFC).
+
+    Spaces, digits and punctuation go; accents stay, as UTF-8 (Meta: "if using special
+    characters, the text must be encoded in UTF-8").
+    """
+    if text.isascii():
+        return _NOT_A_TO_Z.sub("", text)
+    text = unicodedata.normalize("NFC", text)
+    return "".join(c for c in text if c.isalpha() or unicodedata.category(c)[0] == "M")
+
+
+def _email(text: str) -> str | None:
+    return text if _EMAIL.fullmatch(text) else None
+
+
+def _phone(text: str) -> str | None:
+    text = _PH_EXTENSION.sub("", text)
+    if "(0)" in text:  # "+44 (0)20 ...": the bracketed trunk zero is not dialled from abroad
+        text = text.replace("(0)", "")
+    match = _PH_NUMBER.fullmatch(_PH_SEPARATORS.sub("", text))
+    return match.group(1) if match else None
+
+
+def _gender(text: str) -> str | None:
+    return _GENDERS.get(text)
+
+
+def _ymd(year: int, month: int, day: int) -> str | None:
+    if not (_DB_MIN_YEAR <= year <= _DB_MAX_YEAR and 1 <= month <= 12 and day >= 1):
+        return None
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if day > _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0):
+        return None
+    return f"{year:04d}{month:02d}{day:02d}"
+
+
+def _date_of_birth(text: str) -> str | None:
+    """YYYYMMDD from the layouts people send; None when it is not a real calendar date.
+
+    Year first: YYYYMMDD, YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD, ISO date-times (the date part is
+    taken as written, no time-zone shift). Year last: `/` reads month first (US: MM/DD/YYYY),
+    `.` and `-` read day first (DD.MM.YYYY, DD-MM-YYYY); when that reading is not a valid date
+    and the other one is, the other one is used (15/01/1990 is 15 January). Month names:
+    "15 Jan 1990", "January 15, 1990". Years outside 1900-2099 are dropped.
+    """
+    if match := _DB_COMPACT.fullmatch(text):
+        return _ymd(int(match[1]), int(match[2]), int(match[3]))
+    if match := _DB_YEAR_FIRST.fullmatch(text):
+        return _ymd(int(match[1]), int(match[3]), int(match[4]))
+    if match := _DB_YEAR_LAST.fullmatch(text):
+        first, second, year = int(match[1]), int(match[3]), int(match[4])
+        if match[2] == "/":
+            return _ymd(year, first, second) or _ymd(year, second, first)
+        return _ymd(year, second, first) or _ymd(year, first, second)
+    if match := _DB_DAY_MONTHNAME.fullmatch(text):
+        month = _MONTHS.get(match[2])
+        return _ymd(int(match[3]), month, int(match[1])) if month else None
+    if match := _DB_MONTHNAME_DAY.fullmatch(text):
+        month = _MONTHS.get(match[1])
+        return _ymd(int(match[3]), month, int(match[2])) if month else None
+    return None
+
+
+def _city(text: str) -> str | None:
+    return _letters(text) or None
+
+
+def _state(text: str) -> str | None:
+    if match := _US_ISO_SUBDIVISION.fullmatch(text):  # ISO 3166-2 "US-CA"
+        code = match[1]
+        return code if code in US_STATE_CODES else None
+    letters = _letters(text)
+    if not letters:
+        return None
+    return US_STATE_BY_KEY.get(letters if letters.isascii() else _name_key(letters), letters)
+
+
+def _zip(text: str) -> str | None:
+    text = _ZIP_SEPARATORS.sub("", text)
+    if len(text) == 9 and text.isdigit() and text.isascii():
+        return text[:5]
+    return text or None
+
+
+def _country(text: str) -> str | None:
+    key = _NOT_A_TO_Z.sub("", text) if text.isascii() else _name_key(text)
+    if key in COUNTRY_CODES:
+        return key
+    code = COUNTRY_BY_KEY.get(key)
+    if code is None and key.startswith("the"):
+        code = COUNTRY_BY_KEY.get(key[3:])
+    return code
+
+
+def _name(text: str) -> str | None:
+    return _letters(text) or None
+
+
+def _external_id(text: str) -> str | None:
+    return text
+
+
+_RULES: Final[dict[str, Callable[[str], str | None]]] = {
+    "em": _email,
+    "ph": _phone,
+    "fn": _name,
+    "ln": _name,
+    "ge": _gender,
+    "db": _date_of_birth,
+    "ct": _city,
+    "st": _state,
+    "zp": _zip,
+    "country": _country,
+    "external_id": _external_id,
+}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _as_text(value: Any) -> str | None:
+    """The string to normalise, or None for types that cannot carry an identifier."""
+    if type(value) is str:
+        text = value
+    elif isinstance(value, bool):
+        return None
+    elif isinstance(value, str):
+        text = str(value)
+    elif isinstance(value, int):
+        if not -(10**30) < value < 10**30:  # no identifier is that long; str() could raise
+            return None
+        text = str(int(value))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e30 else repr(value)
+    else:
+        return None
+    return text if len(text) <= MAX_VALUE_LENGTH else None
+
+
+def _prepare(rule: Callable[[str], str | None], text: str) -> str | bytes | None:
+    """Shared core: a str is an already-hashed value (lowercased), bytes the UTF-8 of the
+    normalised plaintext, None nothing usable."""
+    text = text.lower().strip()
+    if not text:
+        return None
+    if is_sha256_hex(text):
+        return text
+    plain = rule(text)
+    if not plain:
+        return None
+    try:
+        return plain.encode()
+    except UnicodeEncodeError:  # lone surrogates ("\ud800" escapes in JSON): not text
+        return None
+
+
+def normalize(field: str, value: Any) -> str | None:
+    """Meta's normalised plaintext of `value` for user_data key `field`, or None.
+
+    A value that is already 64 hex characters (any case) comes back lowercased, untouched.
+    An unknown `field` gives None. Never raises.
+    """
+    rule = _RULES.get(field)
+    text = _as_text(value)
+    if rule is None or text is None:
+        return None
+    prepared = _prepare(rule, text)
+    return prepared.decode() if isinstance(prepared, bytes) else prepared
+
+
+@lru_cache(maxsize=HASH_CACHE_SIZE)
+def _hash_text(field: str, text: str) -> str | None:
+    prepared = _prepare(_RULES[field], text)
+    if isinstance(prepared, bytes):
+        return hashlib.sha256(prepared).hexdigest()
+    return prepared
+
+
+def normalize_and_hash(field: str, value: Any, *, prehashed: bool = False) -> str | None:
+    """Return the lowercase SHA-256 hex of the normalised value, or None when nothing is left.
+
+    `field` is a user_data key from HASHED_FIELDS (any other key gives None). A value already
+    64 hex characters long is lowercased and never hashed again (32 hex characters, an MD5 or
+    a dashless UUID, is hashed like any other value: Meta's Conversions API takes SHA-256).
+
+    `prehashed=True` (the source says its traits arrive hashed): the value is trimmed and
+    lowercased and passed through only if it is a SHA-256 hex; anything else gives None. We
+    never hash it ourselves then, because a value flagged as hashed that is not a SHA-256 hex is
+    either another digest (hashing it again can never match) or a contract breach we should
+    not guess about. Never raises.
+    """
+    text = _as_text(value)
+    if text is None or field not in _RULES:
+        return None
+    if prehashed:
+        text = text.strip().lower()
+        return text if is_sha256_hex(text) else None
+    return _hash_text(field, text)
+
+
+def hash_cache_info() -> _CacheInfo:
+    """Hits, misses, maxsize and current size of the hash cache (for metrics and tests)."""
+    return _hash_text.cache_info()
+
+
+def clear_hash_cache() -> None:
+    """Empty the hash cache."""
+    _hash_text.cache_clear()

@@ -1,0 +1,35 @@
+"""What the stateless stage answers for one (event, destination): an event, a skip or an error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """A Conversions API event, normalised, hashed and validated: ready to batch."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Deliberately not sent (identify off, screen off, no consent, not routed...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Cannot be sent: `reason` is a stable snake_case code, `message` says what to fix.
+
+    `stage` is where it was found: `decode`, `route` or `map`.
+    """
+
+    reason: str
+    message: str
+    stage: str = "map"
+
+
+MapResult = Mapped | Skipped | Invalid

@@ -1,0 +1,79 @@
+"""`event_time` from a Segment/RudderStack timestamp: ISO-8601 or epoch (s or ms) to Unix time.
+
+Numbers and numeric strings take a fast path without datetime; ISO-8601 strings go through the
+C-implemented `datetime.fromisoformat` (Python 3.11 reads 'Z', offsets with or without a colon,
+and fractions of any length). A time without an offset is UTC, never the host's local time.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+MILLISECONDS_THRESHOLD = 100_000_000_000
+# A numeric string longer than this is no epoch time (2**63 has 19 digits).
+MAX_EPOCH_DIGITS = 19
+
+SECONDS_PER_DAY = 86_400
+MAX_AGE_SECONDS = 7 * SECONDS_PER_DAY
+MAX_AGE_SECONDS_PHYSICAL_STORE = 62 * SECONDS_PER_DAY
+MAX_FUTURE_SECONDS = 60
+
+
+def _epoch_number_to_ms(number: float) -> int | None:
+    if not math.isfinite(number):
+        return None
+    if abs(number) >= MILLISECONDS_THRESHOLD:
+        return int(number)
+    return int(number * 1000)
+
+
+def parse_timestamp_ms(value: Any) -> int | None:
+    """Unix time in milliseconds, or None when `value` is not a readable timestamp."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= MILLISECONDS_THRESHOLD else value * 1000
+    if isinstance(value, float):
+        return _epoch_number_to_ms(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        # Only ASCII digits, and no more than a 64-bit integer has: `int()` reads other scripts'
+        # digits (Arabic-Indic ones, say) and raises on strings of over 4300 digits.
+        if not text.isascii() or len(text) > MAX_EPOCH_DIGITS:
+            return None
+        return _epoch_number_to_ms(int(text))
+    first = text[0]
+    if len(text) < 10 or text[4] != "-":
+        # Not a date: perhaps a signed or fractional epoch number ("1700000000.5").
+        if first.isdigit() or first in "+-.":
+            try:
+                return _epoch_number_to_ms(float(text))
+            except ValueError:
+                return None
+        return None
+    if text[-1] == "z":
+        text = text[:-1] + "Z"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def max_age_seconds(action_source: str) -> int:
+    """How old an event may be when Meta receives it."""
+    if action_source == "physical_store":
+        return MAX_AGE_SECONDS_PHYSICAL_STORE
+    return MAX_AGE_SECONDS

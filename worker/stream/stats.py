@@ -1,0 +1,55 @@
+"""What the worker did: per-instance counters (progress line, demo summary) and Prometheus.
+
+Every count goes through one method here, so the summary and the metrics never disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from worker.ops import metrics
+
+
+@dataclass
+class WorkerStats:
+    consumed: int = 0
+    refetched: int = 0  # records the consumer handed over again within one assignment: ignored
+    delivered: Counter[str] = field(default_factory=Counter)  # by destination name
+    skipped: Counter[str] = field(default_factory=Counter)  # by reason
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # by "stage/reason"
+    requests: int = 0
+    batches: int = 0
+    commits: int = 0
+
+    def count_consumed(self, topic: str, records: int) -> None:
+        self.consumed += records
+        metrics.RECORDS_CONSUMED.labels(topic).inc(records)
+
+    def count_refetched(self, topic: str) -> None:
+        self.refetched += 1
+        metrics.RECORDS_REFETCHED.labels(topic).inc()
+
+    def count_skipped(self, destination: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        metrics.EVENTS_SKIPPED.labels(destination, reason).inc()
+
+    def count_batch(self, destination: str, events: int) -> None:
+        self.batches += 1
+        metrics.BATCH_SIZE.labels(destination).observe(events)
+
+    def count_delivered(self, destination: str, pixel_id: str, events: int) -> None:
+        self.delivered[destination] += events
+        metrics.EVENTS_DELIVERED.labels(destination, pixel_id).inc(events)
+
+    def count_dead_lettered(self, destination: str | None, stage: str, reason: str) -> None:
+        self.dead_lettered[f"{stage}/{reason}"] += 1
+        metrics.EVENTS_DEAD_LETTERED.labels(destination or "", stage, reason).inc()
+
+    def summary(self) -> str:
+        return (
+            f"consumed={self.consumed} delivered={sum(self.delivered.values())} "
+            f"skipped={sum(self.skipped.values())} "
+            f"dead_lettered={sum(self.dead_lettered.values())} batches={self.batches} "
+            f"refetched={self.refetched}"
+        )
