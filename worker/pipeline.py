@@ -30,7 +30,7 @@ def decode_record(decoder: Decoder, value: bytes | None) -> dict[str, Any] | Inv
 
 def map_for_destinations(
     message: dict[str, Any],
-    headers: Sequence[tuple[str, bytes]] | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
     destinations: Sequence[DestinationSettings],
     now: float,
 ) -> list[MapResult]:
@@ -49,7 +49,7 @@ def map_for_destinations(
     ]
 
 
-def _only_destination(headers: dict[str, bytes] | None) -> str | None:
+def _only_destination(headers: dict[str, bytes | None] | None) -> str | None:
     """The destination named by the redrive header; None when the header is absent.
 
     An unreadable value names no destination at all (every destination skips the record):
@@ -67,7 +67,7 @@ def _only_destination(headers: dict[str, bytes] | None) -> str | None:
 
 def _route_and_map(
     message: dict[str, Any],
-    headers: dict[str, bytes] | None,
+    headers: dict[str, bytes | None] | None,
     destination: DestinationSettings,
     now: float,
 ) -> MapResult:

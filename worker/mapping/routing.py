@@ -21,7 +21,7 @@ from worker.mapping.plan import plan_for
 
 def is_routed(
     message: dict[str, Any],
-    headers: Mapping[str, bytes] | None,
+    headers: Mapping[str, bytes | None] | None,
     destination: DestinationSettings,
 ) -> bool:
     """True when `destination` takes `message`. Never raises."""
@@ -59,7 +59,7 @@ def _event_name(message: dict[str, Any], kind: str | None) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _header_text(headers: Mapping[str, bytes] | None, name: str | None) -> str | None:
+def _header_text(headers: Mapping[str, bytes | None] | None, name: str | None) -> str | None:
     if name is None or not headers:
         return None
     value: Any = headers.get(name)
