@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install install-docker-compose demo test lint format emulator soak clean
+.PHONY: install install-docker-compose demo test lint format emulator soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ emulator: $(STAMP)
 # several minutes; `make soak SOAK_ARGS="--events 200000"` for a shorter one. See bench/soak.py.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# Throughput and latency figures (not part of `make test`): mapping stage, end to end (500k
+# events), scaling (1 and 2 worker processes), latency (5k events/s for 60 s); 3 runs each,
+# about 15 minutes. `make bench BENCH_ARGS="--quick"` for a smoke run, `--only e2e` for one part.
+bench: $(STAMP)
+	$(BIN)/capi-worker bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -48,7 +48,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -57,9 +56,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,11 +66,14 @@ from typing import Any
 
 import orjson
 import yaml
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from worker.sandbox.broker import EmbeddedBroker, free_port
+from worker.bench.kafka_io import CommitWatcher, Produced, Record, produce_records, tail_check
+from worker.bench.machine import machine, rss_kib, uptime
+from worker.bench.stack import cli_command, start_emulator, stop_process, worker_config
+from worker.sandbox.broker import EmbeddedBroker
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.sample_events import iso, sample_event
 
@@ -134,206 +136,56 @@ def record_value(
 
 
 @dataclass
-class Produced:
-    records: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    ends: dict[int, int] = field(default_factory=dict)  # partition -> last offset + 1
-    per_partition: Counter[int] = field(default_factory=Counter)
+class SoakProduced(Produced):
     poison_keys: dict[str, set[str]] = field(default_factory=dict)  # kind -> keys
-    errors: list[str] = field(default_factory=list)
 
 
-def produce(bootstrap: str, events: int, ratio: float, seed: int, compression: str) -> Produced:
+def produce(bootstrap: str, events: int, ratio: float, seed: int, compression: str) -> SoakProduced:
     rng = random.Random(seed)
     plan = poison_plan(events, ratio, rng)
     now = time.time()
-    result = Produced(poison_keys={kind: set() for kind in POISON_KINDS})
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": compression,
-            "queue.buffering.max.messages": 500_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-        }
-    )
-
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            if len(result.errors) < 20:
-                result.errors.append(str(error))
-            return
-        partition, offset = int(message.partition() or 0), int(message.offset() or 0)
-        result.per_partition[partition] += 1
-        if offset + 1 > result.ends.get(partition, 0):
-            result.ends[partition] = offset + 1
-
-    started = time.monotonic()
+    result = SoakProduced(poison_keys={kind: set() for kind in POISON_KINDS})
     prefix = f"soak{seed}"
-    for index in range(events):
-        record_id = f"{prefix}-{index}"
-        kind = plan.get(index)
-        value = record_value(index, record_id, kind, now, rng)
-        if kind is not None:
-            result.poison_keys[kind].add(record_id)
-        while True:
-            try:
-                producer.produce(
-                    SOURCE_TOPIC,
-                    value=value,
-                    key=record_id.encode(),
-                    partition=index % PARTITIONS,
-                    on_delivery=delivered,
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        result.records += 1
-        result.bytes += len(value)
-        if index % 2000 == 0:
-            producer.poll(0)
-        if index and index % 200_000 == 0:
-            log(f"produced {index:,} records")
-    remaining = producer.flush(300)
-    result.seconds = time.monotonic() - started
-    if remaining:
-        result.errors.append(f"{remaining} records not acknowledged by the broker")
-    if sum(result.per_partition.values()) != events:
+
+    def records() -> Iterator[Record]:
+        for index in range(events):
+            record_id = f"{prefix}-{index}"
+            kind = plan.get(index)
+            value = record_value(index, record_id, kind, now, rng)
+            if kind is not None:
+                result.poison_keys[kind].add(record_id)
+            yield record_id.encode(), value, index % PARTITIONS
+
+    produce_records(
+        bootstrap,
+        SOURCE_TOPIC,
+        records(),
+        compression=compression,
+        into=result,
+        progress=lambda index: log(f"produced {index:,} records"),
+    )
+    if sum(result.per_partition.values()) != events and not result.errors:
         result.errors.append(
             f"{events - sum(result.per_partition.values())} records without a delivery report"
         )
     return result
 
 
-def tail_check(bootstrap: str, ends: dict[int, int], timeout: float = 30.0) -> dict[int, int]:
-    """Read each partition from its last reported offset until EOF: the true end offsets."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"soak-tail-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    found = {p: 0 for p in range(PARTITIONS)}
-    dry: set[int] = set()
-    consumer.assign(
-        [TopicPartition(SOURCE_TOPIC, p, max(ends.get(p, 0) - 1, 0)) for p in range(PARTITIONS)]
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while len(dry) < PARTITIONS and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None:
-                continue
-            partition = int(message.partition() or 0)
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    dry.add(partition)
-                    found[partition] = max(found[partition], int(message.offset() or 0))
-                continue
-            dry.discard(partition)
-            found[partition] = max(found[partition], int(message.offset() or 0) + 1)
-    finally:
-        consumer.close()
-    if len(dry) < PARTITIONS:
-        raise RuntimeError(f"partitions {sorted(set(found) - dry)} not read to their end")
-    return found
-
-
 # --------------------------------------------------------------------------- processes
 
 
-def rss_kib(pid: int) -> int | None:
-    """Resident set size of `pid` in KiB (psutil when installed, else /proc)."""
-    try:
-        import psutil
-    except ImportError:
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            return None
-        return None
-    try:
-        return int(psutil.Process(pid).memory_info().rss // 1024)
-    except psutil.Error:
-        return None
-
-
-def cli_command() -> list[str]:
-    script = Path(sys.executable).with_name("capi-worker")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("capi-worker")
-    if found is None:
-        raise SystemExit("capi-worker is not installed in this environment (pip install -e .)")
-    return [found]
-
-
-def start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [*cli_command(), "graph-emulator", "--port", str(port), "--log-level", "WARNING"]
-    for pixel, token in PIXELS.values():
-        command += ["--token", f"{pixel}={token}"]
-    log_file = open(workdir / "emulator.log", "wb")  # noqa: SIM115 (kept open by the child)
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+def soak_worker_config(bootstrap: str, graph_url: str, group: str) -> dict[str, Any]:
+    config = worker_config(
+        bootstrap,
+        graph_url,
+        group,
+        SOURCE_TOPIC,
+        DEAD_LETTER_TOPIC,
+        PIXELS,
+        circuit_breaker=False,
     )
-    url = f"http://127.0.0.1:{port}"
-    client = EmulatorClient(url, timeout=2)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.pending_faults()
-            return process, url
-        except (OSError, urllib.error.URLError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop_process(process, "emulator")
-                raise SystemExit(
-                    f"the Graph API emulator did not start; see {log_file.name}"
-                ) from None
-            time.sleep(0.1)
-
-
-def stop_process(process: subprocess.Popen[bytes], name: str, timeout: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        log(f"[yellow]{name} ignored SIGTERM for {timeout:g}s; killing it[/]")
-        process.kill()
-        process.wait()
-
-
-def worker_config(bootstrap: str, graph_url: str, group: str) -> dict[str, Any]:
-    return {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": group,
-            "topics": [SOURCE_TOPIC],
-            "dead_letter_topic": DEAD_LETTER_TOPIC,
-            "consumer": {"session.timeout.ms": 6000},
-            "commit_interval_ms": 1000,
-        },
-        "graph": {"url": graph_url, "api_version": "v25.0"},
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "logging": {"level": "INFO", "format": "json"},
-        "circuit_breaker": {"enabled": False},
-        "destinations": [
-            {"name": name, "pixel_id": pixel, "access_token": token}
-            for name, (pixel, token) in PIXELS.items()
-        ],
-    }
+    config["kafka"]["commit_interval_ms"] = 1000
+    return config
 
 
 # --------------------------------------------------------------------------- background threads
@@ -425,13 +277,6 @@ class FaultInjector(threading.Thread):
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def committed(consumer: Consumer) -> dict[int, int]:
-    answer = consumer.committed(
-        [TopicPartition(SOURCE_TOPIC, p) for p in range(PARTITIONS)], timeout=10
-    )
-    return {tp.partition: int(tp.offset) for tp in answer if tp.error is None}
 
 
 @dataclass
@@ -529,35 +374,6 @@ def memory_check(events: int) -> None:
         )
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = ""
-    with contextlib.suppress(OSError), open("/proc/meminfo", encoding="ascii") as meminfo:
-        memory = meminfo.readline().split(":", 1)[1].strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "memory": memory,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(
-            ["uptime"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        load = os.getloadavg()
-        return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
-
-
 _KEPT_FIELDS = ("status", "code", "kind", "action", "reason", "error")
 
 
@@ -619,7 +435,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             bootstrap = broker.bootstrap_servers
             broker.create_topics({SOURCE_TOPIC: PARTITIONS, DEAD_LETTER_TOPIC: 1})
-            emulator, graph_url = start_emulator(workdir)
+            emulator, graph_url = start_emulator(
+                workdir, {pixel: token for pixel, token in PIXELS.values()}
+            )
             log(
                 f"broker {bootstrap} (pid {broker.pid}) · emulator {graph_url} (pid {emulator.pid})"
             )
@@ -635,14 +453,14 @@ def run(args: argparse.Namespace) -> int:
                 f"produced {produced.records:,} records ({produced.bytes / 1e6:.0f} MB, "
                 f"{args.compression}) in {produced.seconds:.1f}s ({rate:,.0f} records/s)"
             )
-            true_ends = tail_check(bootstrap, produced.ends)
+            true_ends = tail_check(bootstrap, SOURCE_TOPIC, PARTITIONS, produced.ends)
             if true_ends != produced.ends:
                 log(f"[red]end offsets: delivery reports {produced.ends}, read {true_ends}[/]")
                 return 1
 
             group = f"capi-worker-soak-{uuid.uuid4().hex[:8]}"
             config_path = workdir / "worker.yaml"
-            config_path.write_text(yaml.safe_dump(worker_config(bootstrap, graph_url, group)))
+            config_path.write_text(yaml.safe_dump(soak_worker_config(bootstrap, graph_url, group)))
             worker_log = open(workdir / "worker.log", "wb")  # noqa: SIM115 (child's stderr)
             started = time.monotonic()
             worker = subprocess.Popen(
@@ -659,9 +477,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_faults:
                 injector.start()
 
-            watcher = Consumer(
-                {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-            )
+            watcher = CommitWatcher(bootstrap, group, SOURCE_TOPIC, PARTITIONS)
             offsets: dict[int, int] = {}
             reached = False
             last_report = 0.0
@@ -672,7 +488,7 @@ def run(args: argparse.Namespace) -> int:
                 if worker.poll() is not None:
                     log(f"[red]the worker exited on its own with code {worker.returncode}[/]")
                     break
-                offsets = committed(watcher)
+                offsets = watcher.committed()
                 done = sum(max(offsets.get(p, 0), 0) for p in range(PARTITIONS))
                 if done != stuck_since[0]:
                     stuck_since = (done, time.monotonic())
@@ -717,7 +533,7 @@ def run(args: argparse.Namespace) -> int:
             sampler.join()
             injector.join(timeout=10)
             worker_log.close()
-            final_offsets = committed(watcher)
+            final_offsets = watcher.committed()
             watcher.close()
 
             received = EmulatorClient(graph_url, timeout=120).received(events=False)["pixels"]
@@ -748,10 +564,10 @@ def run(args: argparse.Namespace) -> int:
             )
         finally:
             if worker is not None and worker.poll() is None:
-                stop_process(worker, "worker")
+                stop_process(worker, "worker", log=log)
             if emulator is not None:
                 # It holds every accepted event (gigabytes): freeing them takes a while.
-                stop_process(emulator, "emulator", timeout=60)
+                stop_process(emulator, "emulator", timeout=60, log=log)
     report["uptime_after"] = uptime()
     log(f"uptime after: {report['uptime_after']}")
     print_report(report)
@@ -771,7 +587,7 @@ def build_report(
     *,
     args: argparse.Namespace,
     date: datetime,
-    produced: Produced,
+    produced: SoakProduced,
     true_ends: dict[int, int],
     final_offsets: dict[int, int],
     received: dict[str, Any],

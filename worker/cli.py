@@ -245,7 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=50.0, help="give up after this long")
     demo.set_defaults(handler=command_demo)
     _add_dlq_parser(commands)
+    _add_bench_parser(commands)
     return parser
+
+
+def _add_bench_parser(commands: Any) -> None:
+    from worker.bench.command import add_bench_parser
+
+    add_bench_parser(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

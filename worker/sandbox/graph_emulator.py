@@ -8,6 +8,12 @@ answers with Meta's response shapes. One invalid event rejects the whole request
 Test hooks live under `/_emulator/`: queue faults (`POST`/`DELETE /_emulator/faults`), inspect
 what was accepted (`GET /_emulator/events`) and start over (`POST /_emulator/reset`).
 
+Every accepted request is stamped with its acceptance time (wall clock, Unix seconds): each
+stored event carries it as `accepted_at`, and `GET /_emulator/events?acceptances=1` lists
+`{"accepted_at", "event_ids"}` per accepted request (what `capi-worker bench` measures latency
+with). `POST /_emulator/settings {"store_events": false}` keeps only counts, event ids and
+acceptance times instead of every event (long benchmarks: the full record is ~3.4 KB per event).
+
 The access token is never logged: aiohttp's access log (which prints the query string) is off,
 and the emulator's own log line names only the pixel, the number of events and the status.
 """
@@ -69,22 +75,39 @@ class PixelRecord:
     events_without_id: int = 0
     count_by_name_and_id: dict[tuple[str, str], int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # One (acceptance time, event ids) per accepted request, kept even when events are not.
+    acceptances: list[tuple[float, list[str | None]]] = field(default_factory=list)
 
-    def record_batch(self, events: list[dict[str, Any]], test_event_code: str | None) -> None:
+    def record_batch(
+        self,
+        events: list[dict[str, Any]],
+        test_event_code: str | None,
+        accepted_at: float | None = None,
+        store_events: bool = True,
+    ) -> None:
+        accepted_at = time.time() if accepted_at is None else accepted_at
         self.requests += 1
         self.batch_sizes.append(len(events))
         self.events_received += len(events)
         counts = self.count_by_name_and_id
+        event_ids: list[str | None] = []
         for event in events:
             event_id = event.get("event_id")
             if event_id is None:
                 self.events_without_id += 1
+                event_ids.append(None)
             else:
-                key = (event["event_name"], str(event_id))
+                text_id = str(event_id)
+                key = (event["event_name"], text_id)
                 counts[key] = counts.get(key, 0) + 1
-            self.events.append({"test_event_code": test_event_code, "event": event})
+                event_ids.append(text_id)
+            if store_events:
+                self.events.append(
+                    {"test_event_code": test_event_code, "event": event, "accepted_at": accepted_at}
+                )
+        self.acceptances.append((accepted_at, event_ids))
 
-    def summary(self, include_events: bool) -> dict[str, Any]:
+    def summary(self, include_events: bool, include_acceptances: bool = False) -> dict[str, Any]:
         duplicates = {
             f"{name}|{event_id}": count
             for (name, event_id), count in self.count_by_name_and_id.items()
@@ -101,6 +124,11 @@ class PixelRecord:
         }
         if include_events:
             summary["events"] = self.events
+        if include_acceptances:
+            summary["acceptances"] = [
+                {"accepted_at": accepted_at, "event_ids": event_ids}
+                for accepted_at, event_ids in self.acceptances
+            ]
         return summary
 
 
@@ -261,6 +289,9 @@ class EmulatorState:
     # Stands in for Meta's checks that the worker cannot make itself: an event whose event_id
     # is listed here is rejected as an invalid parameter, with this subcode, until reset.
     rejected_event_ids: dict[str, int] = field(default_factory=dict)
+    # False: keep counts, event ids and acceptance times only, not the events (benchmarks).
+    # A setting, not recorded state: reset() keeps it.
+    store_events: bool = True
 
     def record_for(self, pixel_id: str) -> PixelRecord:
         record = self.pixels.get(pixel_id)
@@ -537,7 +568,9 @@ async def _process_events(
         record.rejected_requests += 1
         return refusal, event_count
     assert isinstance(data, list)  # validate_request accepted it
-    record.record_batch(data, params.get("test_event_code"))
+    record.record_batch(
+        data, params.get("test_event_code"), time.time(), store_events=state.store_events
+    )
     trace_id = new_fbtrace_id()
     body = {"events_received": len(data), "messages": [], "fbtrace_id": trace_id}
     return _json_response(body, headers={"x-fb-trace-id": trace_id}), event_count
@@ -596,13 +629,40 @@ async def _add_rejections(request: web.Request) -> web.Response:
 async def _received_events(request: web.Request) -> web.Response:
     state = request.app[STATE]
     include_events = request.query.get("events", "1").lower() not in _FALSE_VALUES
+    include_acceptances = request.query.get("acceptances", "0").lower() not in _FALSE_VALUES
     pixel_id = request.query.get("pixel_id")
     if pixel_id is None:
         records = state.pixels
     else:
         records = {pixel_id: state.pixels.get(pixel_id) or PixelRecord()}
-    pixels = {pid: record.summary(include_events) for pid, record in records.items()}
+    pixels = {
+        pid: record.summary(include_events, include_acceptances) for pid, record in records.items()
+    }
     return _json_response({"pixels": pixels})
+
+
+def _settings(state: EmulatorState) -> dict[str, Any]:
+    return {"store_events": state.store_events}
+
+
+async def _get_settings(request: web.Request) -> web.Response:
+    return _json_response(_settings(request.app[STATE]))
+
+
+async def _update_settings(request: web.Request) -> web.Response:
+    """`{"store_events": bool}`: whether accepted events are kept whole (the default) or only
+    counted with their ids and acceptance times."""
+    try:
+        spec = await request.json()
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict) or set(spec) - {"store_events"}:
+        return _json_response({"error": "expected a JSON object with store_events"}, 400)
+    store_events = spec.get("store_events", request.app[STATE].store_events)
+    if not isinstance(store_events, bool):
+        return _json_response({"error": "store_events must be true or false"}, 400)
+    request.app[STATE].store_events = store_events
+    return _json_response(_settings(request.app[STATE]))
 
 
 async def _reset(request: web.Request) -> web.Response:
@@ -614,10 +674,20 @@ def create_app(
     tokens: dict[str, str],
     app_secrets: dict[str, str] | None = None,
     now: Callable[[], float] = time.time,
+    *,
+    store_events: bool = True,
 ) -> web.Application:
-    """The emulator app. `tokens` and `app_secrets` map a pixel id to its token / app secret."""
+    """The emulator app. `tokens` and `app_secrets` map a pixel id to its token / app secret.
+
+    `store_events=False` keeps counts, event ids and acceptance times instead of every event.
+    """
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[STATE] = EmulatorState(tokens=dict(tokens), app_secrets=dict(app_secrets or {}), now=now)
+    app[STATE] = EmulatorState(
+        tokens=dict(tokens),
+        app_secrets=dict(app_secrets or {}),
+        now=now,
+        store_events=store_events,
+    )
     app.router.add_post(r"/{version:v\d+\.\d+}/{pixel_id:\d+}/events", _post_events)
     app.router.add_post("/_emulator/faults", _add_fault)
     app.router.add_get("/_emulator/faults", _list_faults)
@@ -625,6 +695,8 @@ def create_app(
     app.router.add_get("/_emulator/events", _received_events)
     app.router.add_post("/_emulator/rejections", _add_rejections)
     app.router.add_post("/_emulator/reset", _reset)
+    app.router.add_get("/_emulator/settings", _get_settings)
+    app.router.add_post("/_emulator/settings", _update_settings)
     return app
 
 

@@ -1,0 +1,1 @@
+"""`capi-worker bench`: the figures users size clusters by (issue 6)."""

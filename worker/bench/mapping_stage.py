@@ -1,0 +1,147 @@
+"""Figure 1: the mapping stage alone, in process, on one core.
+
+Per record, exactly what the worker does between `poll()` and the batcher: decode the value
+(`worker.pipeline.decode_record` with the configured decoder), route and map it for every
+destination (`map_for_destinations`: normalise, hash, validate) and serialise each resulting
+Conversions API event with orjson. No Kafka, no HTTP: pure CPU, one thread. The hash cache
+(a bounded LRU) is emptied before each run, so every run starts cold like a fresh worker.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from worker.config import Settings, parse_settings
+from worker.decode import build_decoder
+from worker.mapping.normalize import clear_hash_cache, hash_cache_info
+from worker.mapping.result import Invalid, Mapped, Skipped
+from worker.pipeline import decode_record, map_for_destinations
+
+from .stack import BENCH_PIXEL, BENCH_TOKEN, worker_config
+
+
+def bench_settings(batching: dict[str, Any] | None = None) -> Settings:
+    """The worker settings the mapping stage runs with: the bench's one destination."""
+    raw = worker_config(
+        "127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "bench",
+        "bench.events",
+        "bench.dlq",
+        {"shop": (BENCH_PIXEL, BENCH_TOKEN)},
+        batching=batching,
+    )
+    return parse_settings(raw, env={})
+
+
+@dataclass
+class MappingRun:
+    events: int
+    seconds: float
+    cpu_seconds: float
+    decode_seconds: float
+    map_seconds: float
+    serialise_seconds: float
+    outcomes: Counter[str] = field(default_factory=Counter)
+    hash_cache_hits: int = 0
+    hash_cache_misses: int = 0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    @property
+    def events_per_cpu_second(self) -> float:
+        """Events per second of this process's CPU time: what a busy machine disturbs least."""
+        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        per_event = 1e6 / self.events if self.events else 0.0
+        return {
+            "events": self.events,
+            "seconds": round(self.seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
+            "events_per_second": round(self.events_per_second, 1),
+            "events_per_cpu_second": round(self.events_per_cpu_second, 1),
+            "microseconds_per_event": round(self.seconds * per_event, 2),
+            "stage_microseconds_per_event": {
+                "decode": round(self.decode_seconds * per_event, 2),
+                "route_map": round(self.map_seconds * per_event, 2),
+                "serialise": round(self.serialise_seconds * per_event, 2),
+            },
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "hash_cache": {"hits": self.hash_cache_hits, "misses": self.hash_cache_misses},
+        }
+
+
+def run_mapping(values: list[bytes], settings: Settings, now: float) -> MappingRun:
+    """Decode + map + serialise every value once; the clock runs around the whole loop."""
+    decoder = build_decoder(settings.decoding)
+    destinations = settings.destinations
+    outcomes: Counter[str] = Counter()
+    clock = time.perf_counter_ns
+    decode_ns = map_ns = serialise_ns = 0
+    clear_hash_cache()
+    gc.collect()
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    for value in values:
+        t0 = clock()
+        decoded = decode_record(decoder, value)
+        t1 = clock()
+        decode_ns += t1 - t0
+        if isinstance(decoded, Invalid):
+            outcomes[f"invalid:{decoded.stage}/{decoded.reason}"] += 1
+            continue
+        results = map_for_destinations(decoded, None, destinations, now)
+        t2 = clock()
+        map_ns += t2 - t1
+        for result in results:
+            if isinstance(result, Mapped):
+                orjson.dumps(result.event)
+                outcomes["mapped"] += 1
+            elif isinstance(result, Skipped):
+                outcomes[f"skipped:{result.reason}"] += 1
+            else:
+                outcomes[f"invalid:{result.stage}/{result.reason}"] += 1
+        serialise_ns += clock() - t2
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    cache = hash_cache_info()
+    return MappingRun(
+        events=len(values),
+        seconds=seconds,
+        cpu_seconds=cpu,
+        decode_seconds=decode_ns / 1e9,
+        map_seconds=map_ns / 1e9,
+        serialise_seconds=serialise_ns / 1e9,
+        outcomes=outcomes,
+        hash_cache_hits=cache.hits,
+        hash_cache_misses=cache.misses,
+    )
+
+
+def section(runs: list[MappingRun]) -> dict[str, Any]:
+    """The report's `mapping` section: figures summarised over the runs."""
+    from .report import summarise
+
+    stages = ("decode", "route_map", "serialise")
+    details = [run.as_dict() for run in runs]
+    return {
+        "events": runs[0].events,
+        "events_per_second": summarise([run.events_per_second for run in runs], 0),
+        "events_per_cpu_second": summarise([run.events_per_cpu_second for run in runs], 0),
+        "microseconds_per_event": summarise([d["microseconds_per_event"] for d in details], 2),
+        "stage_microseconds_per_event": {
+            stage: summarise([d["stage_microseconds_per_event"][stage] for d in details], 2)
+            for stage in stages
+        },
+        "outcomes": details[0]["outcomes"],
+        "run_details": details,
+    }
