@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -16,7 +14,7 @@ from worker.config import ConfigError, Settings, load_settings
 from worker.ops.logs import configure_logging
 
 EXIT_CONFIG = 2
-EXIT_CIRCUIT_OPEN = 3
+EXIT_CIRCUIT_OPEN = 3  # `run`: see worker/stream/supervisor.py
 
 
 def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
@@ -38,31 +36,25 @@ def _load(path: str) -> Settings:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from worker.stream.runner import Worker
+    from worker.stream.supervisor import run_supervisor, run_worker
 
     settings = _load(args.config)
-    configure_logging(
-        args.log_level or settings.logging.level, args.log_format or settings.logging.format
-    )
+    level = args.log_level or settings.logging.level
+    log_format = args.log_format or settings.logging.format
+    configure_logging(level, log_format)
+    if args.processes > 1:
+        return run_supervisor(settings, args.processes, level, log_format)
+    return run_worker(settings)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await Worker(settings).run(stop)
 
-    from worker.stream.breaker import CircuitOpen
-
+def _at_least_one(text: str) -> int:
     try:
-        asyncio.run(main())
-    except CircuitOpen as error:
-        print(
-            f"capi-worker: circuit breaker open: {error}; nothing past it was committed",
-            file=sys.stderr,
-        )
-        return EXIT_CIRCUIT_OPEN
-    return 0
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def transform_lines(settings: Settings, lines: IO[bytes], out: IO[bytes], now: float) -> None:
@@ -208,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", help="overrides logging.level of the configuration")
     run.add_argument(
         "--log-format", choices=["auto", "json", "text"], help="overrides logging.format"
+    )
+    run.add_argument(
+        "--processes",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="consumer processes in the group, supervised by this one (one per core; default 1)",
     )
     run.set_defaults(handler=command_run)
 

@@ -41,12 +41,13 @@ def map_for_destinations(
     """
     header_map = dict(headers) if headers else None
     only = _only_destination(header_map)
-    return [
-        REDRIVE_OTHER_DESTINATION
-        if only is not None and d.name != only
-        else _route_and_map(message, header_map, d, now)
-        for d in destinations
-    ]
+    results: list[MapResult] = []
+    for destination in destinations:
+        if only is not None and destination.name != only:
+            results.append(REDRIVE_OTHER_DESTINATION)
+        else:
+            results.append(_route_and_map(message, header_map, destination, now))
+    return results
 
 
 def _only_destination(headers: dict[str, bytes | None] | None) -> str | None:

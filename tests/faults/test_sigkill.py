@@ -20,11 +20,12 @@ MIN_PROGRESS = 1000  # new events each worker delivers before it may be killed
 
 def test_sigkill_at_random_moments_loses_nothing_and_dead_letters_nothing(rig: FaultRig) -> None:
     rng = random.Random(SEED)
-    # Every request takes a while, so a kill lands with batches in flight.
-    rig.graph.inject_fault(count=1_000_000, latency_ms=100)
+    # Every request takes a while and few are in flight, so a kill lands with batches in flight
+    # and the stream lasts long enough for four kills however fast the worker maps.
+    rig.graph.inject_fault(count=1_000_000, latency_ms=300)
     expected = event_ids("sigkill", EVENTS)
     produce(rig.bootstrap, rig.source, valid_events(EVENTS, "sigkill"))
-    config = rig.config(batching={"max_events": 500})
+    config = rig.config(batching={"max_events": 500}, graph={"max_concurrent_requests": 2})
     total = EVENTS * len(PIXELS)
 
     def delivered() -> int:

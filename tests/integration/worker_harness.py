@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,12 @@ def write_config(
 class WorkerProcess:
     """`capi-worker run --config FILE` in its own process, logs kept for failure messages."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, args: Sequence[str] = ()) -> None:
         self.log_path = log_path
         env = {**os.environ, "SHOP_TOKEN": SHOP_TOKEN, "PYTHONUNBUFFERED": "1"}
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "worker.cli", "run", "--config", str(config), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,

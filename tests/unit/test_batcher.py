@@ -2,7 +2,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from worker.config import DestinationSettings
-from worker.stream.batcher import PendingEvent, PixelBatcher
+from worker.stream.batcher import PixelBatcher
 
 
 class FakeClock:
@@ -17,18 +17,18 @@ def _destination(name: str) -> DestinationSettings:
     return DestinationSettings(name=name, pixel_id="1", access_token="t")  # type: ignore[arg-type]
 
 
-def _event(size: int = 10) -> PendingEvent:
-    record: Any = SimpleNamespace()
-    return PendingEvent({"event_name": "X"}, size, record)
+def _event(size: int = 10) -> tuple[bytes, Any]:
+    """A serialised event of `size` bytes and its record."""
+    return b'"' + b"x" * (size - 2) + b'"', SimpleNamespace()
 
 
 def test_batch_is_cut_at_max_events_per_destination() -> None:
     batcher = PixelBatcher(max_events=3, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
     shop, blog = _destination("shop"), _destination("blog")
-    assert batcher.add(shop, _event()) == []
-    assert batcher.add(blog, _event()) == []
-    assert batcher.add(shop, _event()) == []
-    [ready] = batcher.add(shop, _event())
+    assert not batcher.add(shop, *_event())
+    assert not batcher.add(blog, *_event())
+    assert not batcher.add(shop, *_event())
+    [ready] = batcher.add(shop, *_event())
     assert ready.destination is shop and len(ready) == 3
     assert batcher.buffered_events == 1
 
@@ -36,8 +36,8 @@ def test_batch_is_cut_at_max_events_per_destination() -> None:
 def test_batch_is_cut_before_it_would_pass_max_bytes() -> None:
     batcher = PixelBatcher(max_events=1000, max_bytes=1024, linger_seconds=1, clock=FakeClock())
     shop = _destination("shop")
-    assert batcher.add(shop, _event(600)) == []
-    [ready] = batcher.add(shop, _event(600))
+    assert not batcher.add(shop, *_event(600))
+    [ready] = batcher.add(shop, *_event(600))
     assert len(ready) == 1 and ready.size <= 1024
     assert batcher.buffered_events == 1
 
@@ -45,14 +45,14 @@ def test_batch_is_cut_before_it_would_pass_max_bytes() -> None:
 def test_one_event_batches_with_byte_cut_yield_both_batches() -> None:
     batcher = PixelBatcher(max_events=1, max_bytes=1024, linger_seconds=1, clock=FakeClock())
     shop = _destination("shop")
-    assert len(batcher.add(shop, _event(600))) == 1
-    assert len(batcher.add(shop, _event(600))) == 1
+    assert len(batcher.add(shop, *_event(600))) == 1
+    assert len(batcher.add(shop, *_event(600))) == 1
 
 
 def test_linger_releases_a_partial_batch() -> None:
     clock = FakeClock()
     batcher = PixelBatcher(max_events=1000, max_bytes=10_000, linger_seconds=0.2, clock=clock)
-    batcher.add(_destination("shop"), _event())
+    batcher.add(_destination("shop"), *_event())
     assert batcher.due() == []
     assert batcher.next_due_in() == 0.2
     clock.now = 0.25
@@ -63,7 +63,21 @@ def test_linger_releases_a_partial_batch() -> None:
 
 def test_drain_returns_every_open_batch() -> None:
     batcher = PixelBatcher(max_events=1000, max_bytes=10_000, linger_seconds=5, clock=FakeClock())
-    batcher.add(_destination("shop"), _event())
-    batcher.add(_destination("blog"), _event())
+    batcher.add(_destination("shop"), *_event())
+    batcher.add(_destination("blog"), *_event())
     assert sorted(b.destination.name for b in batcher.drain()) == ["blog", "shop"]
     assert batcher.buffered_events == 0
+
+
+def test_a_batch_holds_its_events_serialised_back_to_back() -> None:
+    batcher = PixelBatcher(max_events=3, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
+    shop = _destination("shop")
+    records = [SimpleNamespace(), SimpleNamespace(), SimpleNamespace()]
+    batcher.add(shop, b'{"a":1}', records[0])
+    batcher.add(shop, b'{"b":2}', records[1])
+    [ready] = batcher.add(shop, b'{"c":3}', records[2])
+    assert ready.records == records
+    assert ready.size == len(b'{"data":[{"a":1},{"b":2},{"c":3}]}')
+    assert ready.encoded.body(0, 3, b"]}") == b'{"data":[{"a":1},{"b":2},{"c":3}]}'
+    assert ready.encoded.body(1, 2, b"]}") == b'{"data":[{"b":2}]}'
+    assert [ready.encoded.event(i) for i in range(3)] == [b'{"a":1}', b'{"b":2}', b'{"c":3}']

@@ -241,6 +241,17 @@ def test_hashed_fields_must_be_lowercase_sha256_hex(field: str, value: Any) -> N
     assert subcode_of(with_user_data(**{field: value})) == Subcode.HASHED_VALUE_INVALID
 
 
+def test_hashes_verified_skips_only_the_hash_format_rule() -> None:
+    # For the mapping stage, which computed every hash itself: the format is not checked again.
+    unchecked = with_user_data(em="jane@example.com")
+    assert validate_event(unchecked, NOW, hashes_verified=True) is None
+    # Every other rule still applies.
+    no_agent = with_user_data(em="jane@example.com", client_user_agent="")
+    violation = validate_event(no_agent, NOW, hashes_verified=True)
+    assert violation is not None
+    assert violation.subcode == Subcode.CLIENT_USER_AGENT_MISSING
+
+
 def test_is_sha256_hex() -> None:
     assert is_sha256_hex(EMAIL_HASH)
     assert not is_sha256_hex(EMAIL_HASH.upper())

@@ -224,6 +224,12 @@ def test_cache_keys_on_field_as_well_as_value() -> None:
     assert normalize_and_hash("st", "de") == sha("de")
 
 
+def test_values_over_the_length_limit_do_not_fill_the_cache() -> None:
+    clear_hash_cache()
+    assert normalize_and_hash("external_id", "x" * (MAX_VALUE_LENGTH + 1)) is None
+    assert hash_cache_info().currsize == 0
+
+
 def test_prehashed_values_do_not_fill_the_cache() -> None:
     clear_hash_cache()
     normalize_and_hash("em", HASH, prehashed=True)

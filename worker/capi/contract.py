@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
@@ -120,7 +119,7 @@ class ContractViolation:
 
 
 Event = dict[str, Any]
-EventCheck = Callable[[Event, float], ContractViolation | None]
+_NO_CUSTOM_DATA: dict[str, Any] = {}
 
 
 def validate_request(body: Any, now: float) -> ContractViolation | None:
@@ -152,19 +151,32 @@ def validate_request(body: Any, now: float) -> ContractViolation | None:
     return None
 
 
-def validate_event(event: Any, now: float) -> ContractViolation | None:
-    """Check one server event; `now` is Unix seconds. None when Meta would accept it."""
+def validate_event(
+    event: Any, now: float, *, hashes_verified: bool = False
+) -> ContractViolation | None:
+    """Check one server event; `now` is Unix seconds. None when Meta would accept it.
+
+    Rules are checked in order and the first broken one is reported; later rules rely on what
+    earlier ones established (types, action_source). `hashes_verified=True` skips checking that
+    each hashed `user_data` field is a SHA-256 hex digest: for a caller that computed every hash
+    itself and checked any it passed through.
+    """
     if not isinstance(event, dict):
         return _invalid(
             Subcode.EVENT_NOT_AN_OBJECT,
             "Invalid Event",
             "Each element of data must be a JSON object describing one event.",
         )
-    for check in _EVENT_CHECKS:
-        violation = check(event, now)
-        if violation is not None:
-            return violation
-    return None
+    # One function per group of rules, each a run of plain checks: this runs for every event
+    # the worker maps, and a call per rule would cost more than the rules themselves.
+    violation = _envelope_violation(event, now)
+    if violation is None:
+        violation = _user_data_violation(event, hashes_verified)
+    if violation is None:
+        violation = _custom_data_violation(event)
+    if violation is None:
+        violation = _data_processing_options_violation(event)
+    return violation
 
 
 def is_sha256_hex(value: Any) -> bool:
@@ -172,30 +184,25 @@ def is_sha256_hex(value: Any) -> bool:
     return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
-def _check_event_name(event: Event, now: float) -> ContractViolation | None:
+def _envelope_violation(event: Event, now: float) -> ContractViolation | None:
+    """event_name, event_time, action_source and the event time window."""
     name = event.get("event_name")
-    if isinstance(name, str) and name.strip():
-        return None
-    return _invalid(
-        Subcode.EVENT_NAME_INVALID,
-        "Missing Event Name",
-        "The event_name parameter is required and must be a non-empty string.",
-    )
-
-
-def _check_event_time_type(event: Event, now: float) -> ContractViolation | None:
+    if not (isinstance(name, str) and name.strip()):
+        return _invalid(
+            Subcode.EVENT_NAME_INVALID,
+            "Missing Event Name",
+            "The event_name parameter is required and must be a non-empty string.",
+        )
     event_time = event.get("event_time")
-    if isinstance(event_time, int) and not isinstance(event_time, bool):
-        return None
-    return _invalid(
-        Subcode.EVENT_TIME_INVALID,
-        "Invalid Event Timestamp",
-        "The event_time parameter is required and must be a Unix timestamp in seconds, "
-        "as an integer.",
-    )
-
-
-def _check_action_source(event: Event, now: float) -> ContractViolation | None:
+    if type(event_time) is not int and (
+        not isinstance(event_time, int) or isinstance(event_time, bool)
+    ):
+        return _invalid(
+            Subcode.EVENT_TIME_INVALID,
+            "Invalid Event Timestamp",
+            "The event_time parameter is required and must be a Unix timestamp in seconds, "
+            "as an integer.",
+        )
     if "action_source" not in event:
         return _invalid(
             Subcode.ACTION_SOURCE_MISSING,
@@ -203,19 +210,15 @@ def _check_action_source(event: Event, now: float) -> ContractViolation | None:
             "The action_source parameter is required. Say where the conversion happened, "
             "for example website, app or physical_store.",
         )
-    if event["action_source"] in ACTION_SOURCES:
-        return None
-    return _invalid(
-        Subcode.ACTION_SOURCE_INVALID,
-        "Invalid Action Source",
-        f"The action_source value {event['action_source']!r} is not valid. Allowed values: "
-        f"{', '.join(sorted(ACTION_SOURCES))}.",
-    )
-
-
-def _check_event_time_window(event: Event, now: float) -> ContractViolation | None:
-    event_time: int = event["event_time"]
-    if event["action_source"] == "physical_store":
+    action_source = event["action_source"]
+    if action_source not in ACTION_SOURCES:
+        return _invalid(
+            Subcode.ACTION_SOURCE_INVALID,
+            "Invalid Action Source",
+            f"The action_source value {action_source!r} is not valid. Allowed values: "
+            f"{', '.join(sorted(ACTION_SOURCES))}.",
+        )
+    if action_source == "physical_store":
         max_age, days = MAX_PHYSICAL_STORE_EVENT_AGE_SECONDS, 62
     else:
         max_age, days = MAX_EVENT_AGE_SECONDS, 7
@@ -237,7 +240,8 @@ def _check_event_time_window(event: Event, now: float) -> ContractViolation | No
     return None
 
 
-def _check_user_data(event: Event, now: float) -> ContractViolation | None:
+def _user_data_violation(event: Event, hashes_verified: bool) -> ContractViolation | None:
+    """user_data: an object, hashed fields, customer information, website's required fields."""
     user_data = event.get("user_data")
     if not isinstance(user_data, dict):
         return _invalid(
@@ -246,30 +250,30 @@ def _check_user_data(event: Event, now: float) -> ContractViolation | None:
             "The user_data parameter is required and must be an object of customer "
             "information parameters.",
         )
-    for field in HASHED_FIELDS:
-        value = user_data.get(field)
-        if value is not None and not _is_hash_or_hash_list(value):
-            return _invalid(
-                Subcode.HASHED_VALUE_INVALID,
-                "Invalid Hashed Parameter",
-                f"user_data.{field} must be a SHA-256 hash (64 lowercase hexadecimal "
-                "characters) of the normalized value, or a list of such hashes.",
-            )
-    if any(_is_present(user_data.get(name)) for name in CUSTOMER_INFORMATION_PARAMETERS):
-        return None
-    return _invalid(
-        Subcode.INSUFFICIENT_CUSTOMER_INFORMATION,
-        "Insufficient Customer Information Parameters",
-        "This event has no customer information parameters, or a combination so broad that "
-        "it is unlikely to be useful for matching. Add parameters such as em, ph, "
-        "external_id, client_ip_address with client_user_agent, fbp or fbc.",
-    )
-
-
-def _check_website_fields(event: Event, now: float) -> ContractViolation | None:
+    if not hashes_verified:
+        for field in HASHED_FIELDS:
+            value = user_data.get(field)
+            if value is not None and not _is_hash_or_hash_list(value):
+                return _invalid(
+                    Subcode.HASHED_VALUE_INVALID,
+                    "Invalid Hashed Parameter",
+                    f"user_data.{field} must be a SHA-256 hash (64 lowercase hexadecimal "
+                    "characters) of the normalized value, or a list of such hashes.",
+                )
+    for name in CUSTOMER_INFORMATION_PARAMETERS:
+        if _is_present(user_data.get(name)):
+            break
+    else:
+        return _invalid(
+            Subcode.INSUFFICIENT_CUSTOMER_INFORMATION,
+            "Insufficient Customer Information Parameters",
+            "This event has no customer information parameters, or a combination so broad "
+            "that it is unlikely to be useful for matching. Add parameters such as em, ph, "
+            "external_id, client_ip_address with client_user_agent, fbp or fbc.",
+        )
     if event["action_source"] != "website":
         return None
-    if not _is_non_empty_string(event["user_data"].get("client_user_agent")):
+    if not _is_non_empty_string(user_data.get("client_user_agent")):
         return _invalid(
             Subcode.CLIENT_USER_AGENT_MISSING,
             "Missing Client User Agent",
@@ -284,58 +288,45 @@ def _check_website_fields(event: Event, now: float) -> ContractViolation | None:
     return None
 
 
-def _check_custom_data(event: Event, now: float) -> ContractViolation | None:
-    if "custom_data" not in event:
-        custom_data: dict[str, Any] = {}
-    elif isinstance(event["custom_data"], dict):
-        custom_data = event["custom_data"]
-    else:
+def _custom_data_violation(event: Event) -> ContractViolation | None:
+    """custom_data: an object; value a number, currency a code, a Purchase has both; contents
+    a list of objects with ids."""
+    custom_data = event.get("custom_data", _NO_CUSTOM_DATA)
+    if not isinstance(custom_data, dict):
         return _invalid(
             Subcode.CUSTOM_DATA_INVALID,
             "Invalid Custom Data",
             "The custom_data parameter must be an object.",
         )
-    for check in (_check_value, _check_currency, _check_purchase, _check_contents):
-        violation = check(event, custom_data)
-        if violation is not None:
-            return violation
-    return None
-
-
-def _check_value(event: Event, custom_data: dict[str, Any]) -> ContractViolation | None:
-    if "value" not in custom_data or _is_number(custom_data["value"]):
-        return None
-    return _invalid(
-        Subcode.VALUE_NOT_NUMERIC,
-        "Invalid Value",
-        "custom_data.value must be a number, for example 142.52.",
-    )
-
-
-def _check_currency(event: Event, custom_data: dict[str, Any]) -> ContractViolation | None:
-    if "currency" not in custom_data or _is_currency_code(custom_data["currency"]):
-        return None
-    return _invalid(
-        Subcode.CURRENCY_INVALID,
-        "Invalid Currency Code",
-        "custom_data.currency must be a 3-letter ISO 4217 currency code, for example USD.",
-    )
-
-
-def _check_purchase(event: Event, custom_data: dict[str, Any]) -> ContractViolation | None:
-    if event["event_name"] != "Purchase" or ("value" in custom_data and "currency" in custom_data):
-        return None
-    return _invalid(
-        Subcode.PURCHASE_VALUE_OR_CURRENCY_MISSING,
-        "Missing Value or Currency",
-        "Purchase events must include custom_data.value and custom_data.currency.",
-    )
-
-
-def _check_contents(event: Event, custom_data: dict[str, Any]) -> ContractViolation | None:
+    if "value" in custom_data and not _is_number(custom_data["value"]):
+        return _invalid(
+            Subcode.VALUE_NOT_NUMERIC,
+            "Invalid Value",
+            "custom_data.value must be a number, for example 142.52.",
+        )
+    if "currency" in custom_data and not _is_currency_code(custom_data["currency"]):
+        return _invalid(
+            Subcode.CURRENCY_INVALID,
+            "Invalid Currency Code",
+            "custom_data.currency must be a 3-letter ISO 4217 currency code, for example USD.",
+        )
+    if event["event_name"] == "Purchase" and not (
+        "value" in custom_data and "currency" in custom_data
+    ):
+        return _invalid(
+            Subcode.PURCHASE_VALUE_OR_CURRENCY_MISSING,
+            "Missing Value or Currency",
+            "Purchase events must include custom_data.value and custom_data.currency.",
+        )
     contents = custom_data.get("contents")
-    if contents is None or (isinstance(contents, list) and all(map(_has_id, contents))):
+    if contents is None:
         return None
+    if isinstance(contents, list):
+        for item in contents:
+            if not _has_id(item):
+                break
+        else:
+            return None
     return _invalid(
         Subcode.CONTENTS_INVALID,
         "Invalid Contents",
@@ -343,7 +334,7 @@ def _check_contents(event: Event, custom_data: dict[str, Any]) -> ContractViolat
     )
 
 
-def _check_data_processing_options(event: Event, now: float) -> ContractViolation | None:
+def _data_processing_options_violation(event: Event) -> ContractViolation | None:
     options = event.get("data_processing_options")
     if options is None or (isinstance(options, list) and all(isinstance(o, str) for o in options)):
         return None
@@ -352,19 +343,6 @@ def _check_data_processing_options(event: Event, now: float) -> ContractViolatio
         "Invalid Data Processing Options",
         'data_processing_options must be a list of strings, for example ["LDU"] or [].',
     )
-
-
-# Order matters: later checks rely on what earlier ones established (types, action_source).
-_EVENT_CHECKS: tuple[EventCheck, ...] = (
-    _check_event_name,
-    _check_event_time_type,
-    _check_action_source,
-    _check_event_time_window,
-    _check_user_data,
-    _check_website_fields,
-    _check_custom_data,
-    _check_data_processing_options,
-)
 
 
 def _invalid(subcode: Subcode, title: str, user_msg: str) -> ContractViolation:
@@ -394,7 +372,11 @@ def _is_hash_or_hash_list(value: Any) -> bool:
 
 
 def _is_present(value: Any) -> bool:
-    if value is None or isinstance(value, bool):
+    if value is None:
+        return False
+    if type(value) is str:  # the common case, without the failing isinstance() calls below
+        return bool(value)
+    if isinstance(value, bool):
         return False
     if isinstance(value, str | list | dict):
         return bool(value)
@@ -406,6 +388,8 @@ def _is_non_empty_string(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
+    if type(value) is float:  # the common case, without the failing isinstance() calls below
+        return math.isfinite(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value)
@@ -419,6 +403,8 @@ def _has_id(item: Any) -> bool:
     if not isinstance(item, dict):
         return False
     item_id = item.get("id")
+    if type(item_id) is str:  # the common case, without the failing isinstance() calls below
+        return bool(item_id.strip())
     if isinstance(item_id, bool):
         return False
     return isinstance(item_id, int) or _is_non_empty_string(item_id)

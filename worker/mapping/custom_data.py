@@ -53,7 +53,11 @@ _META_KEYS = frozenset(
      "products"}
 )  # fmt: skip
 _NOT_COPIED = RESERVED_PROPERTIES | _META_KEYS
-_VALUE_FALLBACK = ("value",)
+_CONTAINERS = (dict, list)
+# Exact types that can hold no nested object or array: checked with one set lookup, which
+# is much cheaper than an isinstance() that fails.
+_FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
+_NAME_KEYS = ("name", "product_name")
 
 
 def build_custom_data(
@@ -69,7 +73,11 @@ def build_custom_data(
     for key, item in properties.items():
         if key in _NOT_COPIED:
             continue
-        if isinstance(item, dict | list) and _nests_deeper(item, MAX_PROPERTY_DEPTH):
+        if (
+            type(item) not in _FLAT_TYPES
+            and isinstance(item, _CONTAINERS)
+            and _nests_deeper(item, MAX_PROPERTY_DEPTH)
+        ):
             raise InvalidEvent(
                 reasons.INVALID_PROPERTIES,
                 f"property {shown(key, 40)} nests objects or arrays more than "
@@ -119,7 +127,7 @@ def build_custom_data(
             contents.append(content)
     else:
         num_items = properties.get("num_items")
-        if isinstance(num_items, int) and not isinstance(num_items, bool):
+        if num_items is not None and isinstance(num_items, int) and not isinstance(num_items, bool):
             custom["num_items"] = num_items
     if contents:
         custom["contents"] = contents
@@ -147,7 +155,7 @@ def build_custom_data(
 
     content_name = _text(properties.get("content_name"))
     if content_name is None and single_product:
-        content_name = _text(first_present(properties, ("name", "product_name")))
+        content_name = _text(first_present(properties, _NAME_KEYS))
     if content_name is not None:
         custom["content_name"] = content_name
 
@@ -171,7 +179,7 @@ def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
         if depth > limit:
             return True
         children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
     return False
 
 
@@ -213,6 +221,11 @@ def _content(product: dict[str, Any]) -> dict[str, Any] | None:
 
 def _number(value: Any) -> float | int | None:
     """A finite number from a number or numeric string; None when absent or unreadable."""
+    kind = type(value)  # exact float and int first: the common cases, without isinstance
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return value
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -274,7 +287,7 @@ def _category(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, list):
-        if any(isinstance(item, dict | list) for item in value):
+        if any(isinstance(item, _CONTAINERS) for item in value):
             raise InvalidEvent(
                 reasons.INVALID_CATEGORY,
                 "properties.category must be a string or a list of strings, got a list holding "
@@ -301,6 +314,8 @@ def _delivery_category(value: Any, where: str) -> str:
 
 
 def _text(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         value = value.strip()
         return value or None
@@ -308,8 +323,12 @@ def _text(value: Any) -> str | None:
 
 
 def _scalar_text(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         return value.strip() or None
+    if type(value) is int or type(value) is float:  # not a bool: no need for the checks below
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

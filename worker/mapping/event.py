@@ -27,7 +27,7 @@ from worker.mapping.ldu import data_processing_options
 from worker.mapping.names import IDENTIFY_EVENT_NAME, page_event_name, track_event_name
 from worker.mapping.options import integration_options
 from worker.mapping.paths import first_present
-from worker.mapping.plan import plan_for
+from worker.mapping.plan import DestinationPlan, plan_for
 from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
 from worker.mapping.timefields import MAX_FUTURE_SECONDS, max_age_seconds, parse_timestamp_ms
 from worker.mapping.user_data import build_user_data, has_customer_information
@@ -35,40 +35,48 @@ from worker.mapping.user_data import build_user_data, has_customer_information
 FORWARDED_TYPES = frozenset({"track", "page", "screen", "identify"})
 _EMPTY: dict[str, Any] = {}
 _ACTION_SOURCE_KEYS = ("action_source", "actionSource")
-_EVENT_ID_KEY = ("event_id",)
 
 
 def map_event(message: Any, destination: DestinationSettings, now: float) -> MapResult:
     """Map `message` for `destination` as of `now` (Unix seconds)."""
     try:
-        return _map(message, destination, now)
+        return _map(message, plan_for(destination), now)
     except InvalidEvent as error:
         return Invalid(error.reason, error.message)
     except Exception as error:  # a bug in this package must cost one event, not the worker
         return Invalid(reasons.MAPPING_FAILED, _describe_bug(error))
 
 
-def _map(message: Any, destination: DestinationSettings, now: float) -> MapResult:
+def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     if not isinstance(message, dict):
         raise InvalidEvent(
             reasons.INVALID_MESSAGE,
             f"the event must be a JSON object, got {type(message).__name__}",
         )
-    kind = _event_type(message.get("type"))
-    if kind not in FORWARDED_TYPES:
-        return Skipped(reasons.EVENT_TYPE_NOT_FORWARDED)
-    if kind == "identify" and not destination.forward_identify:
+    kind = message.get("type")
+    if type(kind) is not str or kind not in FORWARDED_TYPES:  # else it is already normalised
+        kind = _event_type(kind)
+        if kind not in FORWARDED_TYPES:
+            return Skipped(reasons.EVENT_TYPE_NOT_FORWARDED)
+    if kind == "identify" and not plan.forward_identify:
         return Skipped(reasons.IDENTIFY_NOT_FORWARDED)
-    if kind == "screen" and not destination.forward_screen:
+    if kind == "screen" and not plan.forward_screen:
         return Skipped(reasons.SCREEN_NOT_FORWARDED)
 
-    context = _object(message, "context", reasons.INVALID_CONTEXT, "context")
-    plan = plan_for(destination)
-    if not has_consent(context, plan.required_consent):
+    context = message.get("context")
+    if type(context) is not dict:
+        context = _object(context, reasons.INVALID_CONTEXT, "context")
+    if plan.required_consent and not has_consent(context, plan.required_consent):
         return Skipped(reasons.NO_CONSENT)
-    properties = _object(message, "properties", reasons.INVALID_PROPERTIES, "properties")
-    context_traits = _object(context, "traits", reasons.INVALID_TRAITS, "context.traits")
-    traits = _object(message, "traits", reasons.INVALID_TRAITS, "traits")
+    properties = message.get("properties")
+    if type(properties) is not dict:
+        properties = _object(properties, reasons.INVALID_PROPERTIES, "properties")
+    context_traits = context.get("traits")
+    if type(context_traits) is not dict:
+        context_traits = _object(context_traits, reasons.INVALID_TRAITS, "context.traits")
+    traits = message.get("traits")
+    if type(traits) is not dict:
+        traits = _object(traits, reasons.INVALID_TRAITS, "traits")
 
     if kind == "track":
         event_name = track_event_name(message.get("event"), plan)
@@ -78,7 +86,7 @@ def _map(message: Any, destination: DestinationSettings, now: float) -> MapResul
         page_name = message.get("name")
         if page_name is None:
             page_name = properties.get("name")
-        event_name = page_event_name(kind, page_name, destination.page_event_naming)
+        event_name = page_event_name(kind, page_name, plan.page_event_naming)
 
     timestamp = message.get("timestamp")
     if timestamp is None:
@@ -92,7 +100,8 @@ def _map(message: Any, destination: DestinationSettings, now: float) -> MapResul
     event_time = event_time_ms // 1000
 
     options = integration_options(message, plan.integration_names)
-    action_source = _action_source(properties, options, destination.default_action_source)
+    prehashed = options.get("hashed") is True
+    action_source = _action_source(properties, options, plan.default_action_source)
     _check_time_window(event_time, now, action_source)
 
     page_url = _page_url(context, properties if kind == "page" else _EMPTY)
@@ -105,7 +114,7 @@ def _map(message: Any, destination: DestinationSettings, now: float) -> MapResul
         plan.external_id_field,
         page_url,
         event_time_ms,
-        options.get("hashed") is True,
+        prehashed,
     )
     if action_source == "website":
         if "client_user_agent" not in user_data:
@@ -137,12 +146,10 @@ def _map(message: Any, destination: DestinationSettings, now: float) -> MapResul
         event["opt_out"] = opt_out
     event["user_data"] = user_data
     if kind != "identify":
-        custom_data = build_custom_data(
-            properties, event_name, plan, options, options.get("hashed") is True
-        )
+        custom_data = build_custom_data(properties, event_name, plan, options, prehashed)
         if custom_data:
             event["custom_data"] = custom_data
-    processing = data_processing_options(options, context, destination)
+    processing = data_processing_options(options, context, plan)
     if processing is not None:
         chosen, country, state = processing
         event["data_processing_options"] = chosen
@@ -152,7 +159,9 @@ def _map(message: Any, destination: DestinationSettings, now: float) -> MapResul
             event["data_processing_options_state"] = state
     # Backstop: the rules above should already guarantee this. One event Meta refuses makes it
     # refuse the whole batch, so an event that slips through is stopped here, not at delivery.
-    violation = validate_event(event, now)
+    # user_data's hashes are SHA-256 hex by construction (computed here, or checked when passed
+    # through as already hashed), so their format is not checked again.
+    violation = validate_event(event, now, hashes_verified=True)
     if violation is not None:
         return Invalid(
             reasons.META_CONTRACT_VIOLATION,
@@ -186,9 +195,8 @@ def _event_type(value: Any) -> str:
     return kind
 
 
-def _object(parent: dict[str, Any], key: str, reason: str, where: str) -> dict[str, Any]:
-    """`parent[key]` when it is an object, `{}` when absent or null, else the event is invalid."""
-    value = parent.get(key)
+def _object(value: Any, reason: str, where: str) -> dict[str, Any]:
+    """`value` when it is an object, `{}` when absent or null, else the event is invalid."""
     if value is None:
         return _EMPTY
     if isinstance(value, dict):
@@ -197,8 +205,10 @@ def _object(parent: dict[str, Any], key: str, reason: str, where: str) -> dict[s
 
 
 def _action_source(properties: dict[str, Any], options: dict[str, Any], default: str) -> str:
-    raw = first_present(properties, _ACTION_SOURCE_KEYS)
-    if raw is None:
+    raw = None
+    if not properties.keys().isdisjoint(_ACTION_SOURCE_KEYS):
+        raw = first_present(properties, _ACTION_SOURCE_KEYS)
+    if raw is None and options and not options.keys().isdisjoint(_ACTION_SOURCE_KEYS):
         raw = first_present(options, _ACTION_SOURCE_KEYS)
     if raw is None:
         return default
@@ -243,23 +253,29 @@ def _event_id(
     context_traits: dict[str, Any],
     traits: dict[str, Any],
 ) -> str | None:
-    for source, keys in (
-        (properties, _EVENT_ID_KEY),
-        (context_traits, _EVENT_ID_KEY),
-        (traits, _EVENT_ID_KEY),
-        (message, ("messageId",)),
+    """The first candidate that is a non-blank string (trimmed) or an integer (as text)."""
+    for value in (
+        properties.get("event_id"),
+        context_traits.get("event_id"),
+        traits.get("event_id"),
+        message.get("messageId"),
     ):
-        value = first_present(source, keys)
+        if value is None:
+            continue
         if isinstance(value, str):
-            return value.strip()
-        if isinstance(value, int) and not isinstance(value, bool):
+            value = value.strip()
+            if value:
+                return value
+        elif isinstance(value, int) and not isinstance(value, bool):
             return str(value)
     return None
 
 
-def _opt_out(*sources: dict[str, Any]) -> bool | None:
-    for source in sources:
+def _opt_out(
+    properties: dict[str, Any], context_traits: dict[str, Any], traits: dict[str, Any]
+) -> bool | None:
+    for source in (properties, context_traits, traits):
         value = source.get("opt_out")
-        if isinstance(value, bool):
+        if value is True or value is False:
             return value
     return None

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.config import DestinationSettings
 from worker.mapping import reasons
 from worker.mapping.errors import InvalidEvent, shown
+from worker.mapping.plan import DestinationPlan
 
 DataProcessing = tuple[list[str], int | None, int | None]
 
@@ -21,7 +21,7 @@ _MAX_CODE_DIGITS = len(str(MAX_CODE))
 
 
 def data_processing_options(
-    options: dict[str, Any], context: dict[str, Any], destination: DestinationSettings
+    options: dict[str, Any], context: dict[str, Any], plan: DestinationPlan
 ) -> DataProcessing | None:
     """(options, country, state) to send, or None to send no data processing options at all.
 
@@ -31,17 +31,13 @@ def data_processing_options(
     if override is None:
         override = context.get("dataProcessingOptions")
     if override is not None:
-        return _parse_override(override, destination)
-    if destination.limited_data_use:
-        return (
-            list(destination.data_processing_options),
-            destination.data_processing_options_country,
-            destination.data_processing_options_state,
-        )
+        return _parse_override(override, plan)
+    if plan.limited_data_use:
+        return list(plan.processing_options), plan.processing_country, plan.processing_state
     return None
 
 
-def _parse_override(value: Any, destination: DestinationSettings) -> DataProcessing:
+def _parse_override(value: Any, plan: DestinationPlan) -> DataProcessing:
     if not isinstance(value, list) or not 1 <= len(value) <= 3:
         raise _invalid(value)
     chosen = value[0]
@@ -49,8 +45,8 @@ def _parse_override(value: Any, destination: DestinationSettings) -> DataProcess
         raise _invalid(value)
     if not chosen:
         return [], None, None
-    country = _code(value[1]) if len(value) > 1 else destination.data_processing_options_country
-    state = _code(value[2]) if len(value) > 2 else destination.data_processing_options_state
+    country = _code(value[1]) if len(value) > 1 else plan.processing_country
+    state = _code(value[2]) if len(value) > 2 else plan.processing_state
     if country is None or state is None:
         raise _invalid(value)
     return list(chosen), country, state

@@ -112,7 +112,7 @@ def _letters(text: str) -> str:
     characters, the text must be encoded in UTF-8").
     """
     if text.isascii():
-        return _NOT_A_TO_Z.sub("", text)
+        return text if text.isalpha() else _NOT_A_TO_Z.sub("", text)
     text = unicodedata.normalize("NFC", text)
     return "".join(c for c in text if c.isalpha() or unicodedata.category(c)[0] == "M")
 
@@ -122,7 +122,8 @@ def _email(text: str) -> str | None:
 
 
 def _phone(text: str) -> str | None:
-    text = _PH_EXTENSION.sub("", text)
+    if "x" in text or "#" in text:  # an extension needs one of them: skip a slow search
+        text = _PH_EXTENSION.sub("", text)
     if "(0)" in text:  # "+44 (0)20 ...": the bracketed trunk zero is not dialled from abroad
         text = text.replace("(0)", "")
     match = _PH_NUMBER.fullmatch(_PH_SEPARATORS.sub("", text))
@@ -139,7 +140,7 @@ def _ymd(year: int, month: int, day: int) -> str | None:
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     if day > _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0):
         return None
-    return f"{year:04d}{month:02d}{day:02d}"
+    return "%04d%02d%02d" % (year, month, day)  # noqa: UP031 (twice as fast as an f-string)
 
 
 def _date_of_birth(text: str) -> str | None:
@@ -151,6 +152,10 @@ def _date_of_birth(text: str) -> str | None:
     and the other one is, the other one is used (15/01/1990 is 15 January). Month names:
     "15 Jan 1990", "January 15, 1990". Years outside 1900-2099 are dropped.
     """
+    if len(text) == 10 and text[4] == text[7] == "-" and text.isascii():  # YYYY-MM-DD, the usual
+        yyyy, mm, dd = text[:4], text[5:7], text[8:]
+        if yyyy.isdigit() and mm.isdigit() and dd.isdigit():
+            return _ymd(int(yyyy), int(mm), int(dd))
     if match := _DB_COMPACT.fullmatch(text):
         return _ymd(int(match[1]), int(match[2]), int(match[3]))
     if match := _DB_YEAR_FIRST.fullmatch(text):
@@ -174,7 +179,7 @@ def _city(text: str) -> str | None:
 
 
 def _state(text: str) -> str | None:
-    if match := _US_ISO_SUBDIVISION.fullmatch(text):  # ISO 3166-2 "US-CA"
+    if text.startswith("us-") and (match := _US_ISO_SUBDIVISION.fullmatch(text)):  # "US-CA"
         code = match[1]
         return code if code in US_STATE_CODES else None
     letters = _letters(text)
@@ -184,14 +189,16 @@ def _state(text: str) -> str | None:
 
 
 def _zip(text: str) -> str | None:
-    text = _ZIP_SEPARATORS.sub("", text)
+    text = text.replace("-", "")
+    if not text.isalnum():  # whitespace left (or other characters): the regex decides
+        text = _ZIP_SEPARATORS.sub("", text)
     if len(text) == 9 and text.isdigit() and text.isascii():
         return text[:5]
     return text or None
 
 
 def _country(text: str) -> str | None:
-    key = _NOT_A_TO_Z.sub("", text) if text.isascii() else _name_key(text)
+    key = _letters(text) if text.isascii() else _name_key(text)
     if key in COUNTRY_CODES:
         return key
     code = COUNTRY_BY_KEY.get(key)
@@ -253,7 +260,7 @@ def _prepare(rule: Callable[[str], str | None], text: str) -> str | bytes | None
     text = text.lower().strip()
     if not text:
         return None
-    if is_sha256_hex(text):
+    if len(text) == 64 and is_sha256_hex(text):
         return text
     plain = rule(text)
     if not plain:
@@ -299,6 +306,8 @@ def normalize_and_hash(field: str, value: Any, *, prehashed: bool = False) -> st
     either another digest (hashing it again can never match) or a contract breach we should
     not guess about. Never raises.
     """
+    if type(value) is str and not prehashed and len(value) <= MAX_VALUE_LENGTH:
+        return _hash_text(field, value) if field in _RULES else None  # the common case
     text = _as_text(value)
     if text is None or field not in _RULES:
         return None

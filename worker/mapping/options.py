@@ -14,10 +14,15 @@ def integration_options(message: dict[str, Any], names: tuple[str, ...]) -> dict
     must not be modified.
     """
     integrations = message.get("integrations")
-    if not isinstance(integrations, dict) or not integrations:
+    # Most events name none of `names` ({"All": true}, or no integrations at all).
+    if (
+        not integrations
+        or not isinstance(integrations, dict)
+        or integrations.keys().isdisjoint(names)
+    ):
         return _NO_OPTIONS
     for name in names:
         options = integrations.get(name)
-        if isinstance(options, dict):
+        if options is not None and isinstance(options, dict):
             return options
     return _NO_OPTIONS

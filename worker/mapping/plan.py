@@ -27,6 +27,16 @@ _PLAN_CACHE_SIZE = 256
 
 @dataclass(frozen=True, slots=True)
 class DestinationPlan:
+    # The settings the mapping reads for every event, copied here: reading a field of a slotted
+    # dataclass is much cheaper than reading one of a pydantic model.
+    forward_identify: bool
+    forward_screen: bool
+    page_event_naming: str
+    default_action_source: str
+    limited_data_use: bool
+    processing_options: tuple[str, ...]
+    processing_country: int
+    processing_state: int
     events_exact: dict[str, str]
     events_folded: dict[str, str]
     categories_to_content_types: dict[str, str]
@@ -51,6 +61,14 @@ def _build(destination: DestinationSettings) -> DestinationPlan:
         value_field = value_field[len("properties.") :]
     match = destination.match
     return DestinationPlan(
+        forward_identify=destination.forward_identify,
+        forward_screen=destination.forward_screen,
+        page_event_naming=destination.page_event_naming,
+        default_action_source=destination.default_action_source,
+        limited_data_use=destination.limited_data_use,
+        processing_options=tuple(destination.data_processing_options),
+        processing_country=destination.data_processing_options_country,
+        processing_state=destination.data_processing_options_state,
         events_exact=dict(destination.events_to_standard),
         events_folded=folded,
         categories_to_content_types=dict(destination.categories_to_content_types),

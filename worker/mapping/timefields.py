@@ -35,14 +35,15 @@ def _epoch_number_to_ms(number: float) -> int | None:
 
 def parse_timestamp_ms(value: Any) -> int | None:
     """Unix time in milliseconds, or None when `value` is not a readable timestamp."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= MILLISECONDS_THRESHOLD else value * 1000
-    if isinstance(value, float):
-        return _epoch_number_to_ms(value)
-    if not isinstance(value, str):
-        return None
+    if type(value) is not str:  # ISO-8601 text is the common case: no failing isinstance()
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value if value >= MILLISECONDS_THRESHOLD else value * 1000
+        if isinstance(value, float):
+            return _epoch_number_to_ms(value)
+        if not isinstance(value, str):
+            return None
     text = value.strip()
     if not text:
         return None

@@ -18,13 +18,13 @@ A value that normalises to nothing is left out and never fails the event.
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from worker.capi.contract import is_sha256_hex
+from worker.mapping.ip_address import is_ip_address
 from worker.mapping.normalize import normalize_and_hash
-from worker.mapping.paths import first_present, get_path
+from worker.mapping.paths import get_path
 
 _TRAIT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("em", ("email",)),
@@ -40,6 +40,9 @@ _ADDRESS_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("zp", ("postal_code", "postalCode", "zip")),
     ("country", ("country",)),
 )
+_NAME_KEY = ("name",)
+_NOT_IDENTIFIERS = (dict, bool)
+_NO_COOKIES: dict[str, Any] = {}
 _COOKIE_NAMES = {"fbp": "_fbp", "fbc": "_fbc"}
 
 
@@ -57,50 +60,45 @@ def build_user_data(
     """The user_data object; empty when nothing usable was found."""
     user_data: dict[str, Any] = {}
 
-    for field, keys in _TRAIT_KEYS:
-        value = _from_traits(trait_sources, keys)
-        if value is not None:
-            _put_hashed(user_data, field, value, prehashed)
+    _put_traits(user_data, trait_sources, _TRAIT_KEYS, prehashed)
     if "fn" not in user_data and "ln" not in user_data:
-        _split_full_name(user_data, _from_traits(trait_sources, ("name",)), prehashed)
-
-    addresses = tuple(
-        address for source in trait_sources if isinstance(address := source.get("address"), dict)
-    )
+        _split_full_name(user_data, _first_present(trait_sources, _NAME_KEY), prehashed)
+    addresses = _addresses(trait_sources)
     if addresses:
-        for field, keys in _ADDRESS_KEYS:
-            value = _from_traits(addresses, keys)
-            if value is not None:
-                _put_hashed(user_data, field, value, prehashed)
+        _put_traits(user_data, addresses, _ADDRESS_KEYS, prehashed)
 
     # The first candidate that gives an id wins: a configured path or a userId that is absent,
     # blank or of a type that cannot be an id (an object, a bool) falls through to the next.
-    candidates = (
+    for candidate in (
         get_path(message, external_id_field) if external_id_field is not None else None,
         message.get("userId"),
         message.get("anonymousId"),
-    )
-    for candidate in candidates:
+    ):
         if candidate is not None:
             _put_hashed(user_data, "external_id", candidate, False)
             if "external_id" in user_data:
                 break
 
     ip = _text(context.get("ip"))
-    if ip is not None and _is_ip_address(ip):
+    if ip is not None and is_ip_address(ip):
         user_data["client_ip_address"] = ip
     user_agent = _text(context.get("userAgent"))
     if user_agent is not None:
         user_data["client_user_agent"] = user_agent
 
-    for field in ("fbp", "fbc"):
-        cookie = _browser_cookie(field, properties, context, options)
-        if cookie is not None:
-            user_data[field] = cookie
-    if "fbc" not in user_data and page_url is not None:
+    cookies = context.get("cookies")
+    if cookies is None or not isinstance(cookies, dict):
+        cookies = _NO_COOKIES
+    fbp = _browser_id("fbp", properties, context, options, cookies)
+    if fbp is not None:
+        user_data["fbp"] = fbp
+    fbc = _browser_id("fbc", properties, context, options, cookies)
+    if fbc is None and page_url is not None and "fbclid=" in page_url:
         fbclid = _fbclid(page_url)
         if fbclid is not None:
-            user_data["fbc"] = f"fb.1.{event_time_ms}.{fbclid}"
+            fbc = f"fb.1.{event_time_ms}.{fbclid}"
+    if fbc is not None:
+        user_data["fbc"] = fbc
     return user_data
 
 
@@ -112,40 +110,66 @@ def has_customer_information(user_data: dict[str, Any]) -> bool:
     return bool(user_data)
 
 
-def _from_traits(sources: tuple[dict[str, Any], ...], keys: tuple[str, ...]) -> Any:
+def _put_traits(
+    user_data: dict[str, Any],
+    sources: Sequence[dict[str, Any]],
+    lookups: tuple[tuple[str, tuple[str, ...]], ...],
+    prehashed: bool,
+) -> None:
+    for field, keys in lookups:
+        value = _first_present(sources, keys)
+        if type(value) is str:  # the common case: _put_hashed without a call
+            digest = normalize_and_hash(field, value, prehashed=prehashed)
+            if digest is not None:
+                user_data[field] = digest
+        elif value is not None:
+            _put_hashed(user_data, field, value, prehashed)
+
+
+def _first_present(sources: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> Any:
+    """The first value of `keys` in the first of `sources` holding one that is neither None
+    nor a blank string."""
     for source in sources:
-        value = first_present(source, keys)
-        if value is not None:
-            return value
+        for key in keys:
+            value = source.get(key)
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                return value
     return None
 
 
+def _addresses(trait_sources: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    addresses = []
+    for source in trait_sources:
+        address = source.get("address")
+        if address is not None and isinstance(address, dict):
+            addresses.append(address)
+    return addresses
+
+
 def _put_hashed(user_data: dict[str, Any], field: str, value: Any, prehashed: bool) -> None:
-    if isinstance(value, list):
-        hashed = [
-            digest
-            for item in value
-            if item is not None and (digest := _hashed(field, item, prehashed)) is not None
-        ]
-        if len(hashed) == 1:
-            user_data[field] = hashed[0]
-        elif hashed:
-            user_data[field] = hashed
-        return
-    if isinstance(value, dict | bool):
-        return
-    digest = _hashed(field, value, prehashed)
+    # With `prehashed`, only a SHA-256 digest comes back: a value flagged as hashed that is not
+    # one would make Meta reject the whole batch, so it is left out.
+    if type(value) is not str:  # a failing isinstance() is slow: skip them for plain strings
+        if isinstance(value, list):
+            digests = _hashed_list(field, value, prehashed)
+            if digests:
+                user_data[field] = digests[0] if len(digests) == 1 else digests
+            return
+        if isinstance(value, _NOT_IDENTIFIERS):
+            return
+    digest = normalize_and_hash(field, value, prehashed=prehashed)
     if digest is not None:
         user_data[field] = digest
 
 
-def _hashed(field: str, value: Any, prehashed: bool) -> str | None:
-    digest = normalize_and_hash(field, value, prehashed=prehashed)
-    # A value flagged as pre-hashed that is not a SHA-256 digest would make Meta reject the
-    # whole batch: leave it out like any value that normalises to nothing.
-    if prehashed and not is_sha256_hex(digest):
-        return None
-    return digest
+def _hashed_list(field: str, values: list[Any], prehashed: bool) -> list[str]:
+    digests = []
+    for item in values:
+        if item is not None:
+            digest = normalize_and_hash(field, item, prehashed=prehashed)
+            if digest is not None:
+                digests.append(digest)
+    return digests
 
 
 def _split_full_name(user_data: dict[str, Any], name: Any, prehashed: bool) -> None:
@@ -159,37 +183,37 @@ def _split_full_name(user_data: dict[str, Any], name: Any, prehashed: bool) -> N
 
 
 def _text(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, str):
         value = value.strip()
         return value or None
     return None
 
 
-def _is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _browser_cookie(
-    field: str, properties: dict[str, Any], context: dict[str, Any], options: dict[str, Any]
+def _browser_id(
+    field: str,
+    properties: dict[str, Any],
+    context: dict[str, Any],
+    options: dict[str, Any],
+    cookies: dict[str, Any],
 ) -> str | None:
-    """fbp / fbc from properties, context, integration options, then context.cookies (_fbp)."""
-    for source in (properties, context, options):
-        value = _text(source.get(field))
+    """fbp / fbc from properties, context, the integration options, then the _fbp / _fbc
+    cookie: the first that is a non-blank string."""
+    for value in (
+        properties.get(field),
+        context.get(field),
+        options.get(field),
+        cookies.get(_COOKIE_NAMES[field]),
+    ):
         if value is not None:
-            return value
-    cookies = context.get("cookies")
-    if isinstance(cookies, dict):
-        return _text(cookies.get(_COOKIE_NAMES[field]))
+            text = _text(value)
+            if text is not None:
+                return text
     return None
 
 
 def _fbclid(url: str) -> str | None:
-    if "fbclid=" not in url:
-        return None
     try:
         query = urlsplit(url).query
     except ValueError:

@@ -1,34 +1,36 @@
-"""Micro-batches of events per destination (pixel), cut at a count, a byte bound or a linger."""
+"""Micro-batches of events per destination (pixel), cut at a count, a byte bound or a linger.
+
+Events arrive serialised (the worker serialises each one as it is mapped) and are appended to
+the batch's buffer (`EncodedEvents`): a buffered event costs its bytes and one reference to its
+record, not a tree of Python objects.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from worker.config import DestinationSettings
+from worker.stream.delivery import EncodedEvents
 from worker.stream.watermark import InFlightRecord
 
-# Bytes of `{"data":[` ... `]}` around the events, and the comma between two of them.
-_ENVELOPE_BYTES = 12
-
-
-@dataclass(slots=True)
-class PendingEvent:
-    event: dict[str, Any]
-    size: int
-    record: InFlightRecord
+# Bytes of `{"data":[` ... `]}` around the events.
+_ENVELOPE_BYTES = 11
+_NOTHING_READY: Sequence[Batch] = ()
 
 
 @dataclass(slots=True)
 class Batch:
     destination: DestinationSettings
     opened_at: float
-    events: list[PendingEvent] = field(default_factory=list)
-    size: int = _ENVELOPE_BYTES
+    records: list[InFlightRecord] = field(default_factory=list)  # one per event, in order
+    encoded: EncodedEvents = field(default_factory=EncodedEvents)
+    # Bytes of the request body (without a test_event_code): the envelope, the events and the
+    # commas between them.
+    size: int = _ENVELOPE_BYTES - 1
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.records)
 
 
 class PixelBatcher:
@@ -48,20 +50,28 @@ class PixelBatcher:
         self._open: dict[str, Batch] = {}
         self.buffered_events = 0
 
-    def add(self, destination: DestinationSettings, pending: PendingEvent) -> list[Batch]:
-        """Buffer one event; returns the batches that were cut and must be sent now."""
-        ready: list[Batch] = []
-        batch = self._open.get(destination.name)
-        if batch is not None and batch.size + pending.size + 1 > self._max_bytes:
-            ready.append(self._close(destination.name))
+    def add(
+        self, destination: DestinationSettings, event: bytes, record: InFlightRecord
+    ) -> Sequence[Batch]:
+        """Buffer one serialised event; returns the batches that were cut and must be sent now."""
+        name = destination.name
+        batch = self._open.get(name)
+        ready: Sequence[Batch] = _NOTHING_READY
+        grows_by = len(event) + 1
+        if batch is not None and batch.size + grows_by > self._max_bytes:
+            ready = [self._close(name)]
             batch = None
         if batch is None:
-            batch = self._open[destination.name] = Batch(destination, self._clock())
-        batch.events.append(pending)
-        batch.size += pending.size + 1
+            batch = self._open[name] = Batch(destination, self._clock())
+        buffer = batch.encoded.buffer
+        buffer += event
+        buffer += b","
+        batch.encoded.ends.append(len(buffer))
+        batch.records.append(record)
+        batch.size += grows_by
         self.buffered_events += 1
-        if len(batch.events) >= self._max_events:
-            ready.append(self._close(destination.name))
+        if len(batch.records) >= self._max_events:
+            ready = [*ready, self._close(name)]
         return ready
 
     def due(self) -> list[Batch]:
@@ -82,5 +92,5 @@ class PixelBatcher:
 
     def _close(self, name: str) -> Batch:
         batch = self._open.pop(name)
-        self.buffered_events -= len(batch.events)
+        self.buffered_events -= len(batch.records)
         return batch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -22,19 +23,24 @@ import aiohttp
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from worker.config import DestinationSettings, Settings
+from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
 from worker.mapping.result import Invalid, Mapped, Skipped
 from worker.ops import metrics
 from worker.ops.health import HealthChecks, heartbeat_check, start_health_server
 from worker.pipeline import map_for_destinations
-from worker.stream.batcher import Batch, PendingEvent, PixelBatcher
+from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.breaker import CircuitOpen, FailureBreaker
 from worker.stream.dead_letter import DeadLetterReason, DeadLetterWriter
 from worker.stream.delivery import EventFailure, GraphDelivery
 from worker.stream.gate import RecordGate
 from worker.stream.stats import WorkerStats
-from worker.stream.watermark import InFlightRecord, OffsetLedger, TopicPartitionKey
+from worker.stream.watermark import (
+    InFlightRecord,
+    OffsetLedger,
+    PartitionWatermark,
+    TopicPartitionKey,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,12 @@ CONSUME_BATCH = 500
 CONSUME_TIMEOUT_SECONDS = 0.1
 PROGRESS_EVERY_SECONDS = 10.0
 DECODE_RETRY_MAX_SECONDS = 30.0
+
+
+# librdkafka pre-fetches up to `queued.max.messages.kbytes` (64 MiB by default) of records into
+# its local queue, on top of what the worker holds. 16 MiB is still more than a second of work
+# for one worker process and keeps its memory bounded; `kafka.consumer` may override it.
+DEFAULT_QUEUED_MAX_MESSAGES_KBYTES = 16384
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -56,9 +68,19 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "statistics.interval.ms": 5000,  # consumer lag for the metrics
+        "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_MESSAGES_KBYTES,
         **kafka.client,
         **kafka.consumer,
     }
+
+
+def settle_garbage_collector() -> None:
+    """For a long-running worker process, once everything is imported and configured: collect,
+    then freeze what survived (modules, settings, clients) so that later collections of the
+    oldest generation no longer walk it. Records are mostly freed by reference counting; what
+    the collector still has to look at are the records and batches in flight."""
+    gc.collect()
+    gc.freeze()
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -69,9 +91,16 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 class Worker:
     """One consumer-group member. `await run(stop)` until `stop` is set, then drain and commit."""
 
-    def __init__(self, settings: Settings, gate: RecordGate | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gate: RecordGate | None = None,
+        *,
+        on_health_port: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._gate = gate
+        self._on_health_port = on_health_port  # told the bound port (the supervisor's children)
         self._breaker = FailureBreaker(settings.circuit_breaker)
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
@@ -108,20 +137,28 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         librdkafka_log = logging.getLogger("librdkafka")
-        self._consumer = Consumer(
-            {
-                **consumer_config(self.settings),
-                "stats_cb": _record_consumer_lag,
-                "error_cb": self._on_kafka_error,
-                "logger": librdkafka_log,
-                **(self._gate.consumer_settings() if self._gate else {}),
-            }
-        )
-        self._dead_letters = DeadLetterWriter(
-            {**producer_config(self.settings), "logger": librdkafka_log},
-            self.settings.kafka.dead_letter_topic,
-            self._loop,
-        )
+        try:
+            self._consumer = Consumer(
+                {
+                    **consumer_config(self.settings),
+                    "stats_cb": _record_consumer_lag,
+                    "error_cb": self._on_kafka_error,
+                    "logger": librdkafka_log,
+                    **(self._gate.consumer_settings() if self._gate else {}),
+                }
+            )
+            self._dead_letters = DeadLetterWriter(
+                {**producer_config(self.settings), "logger": librdkafka_log},
+                self.settings.kafka.dead_letter_topic,
+                self._loop,
+            )
+        except KafkaException as error:  # an unknown or invalid librdkafka setting
+            if self._consumer is not None:
+                self._consumer.close()
+            raise ConfigError(
+                f"kafka.client / kafka.consumer / kafka.producer: librdkafka refused the "
+                f"settings: {_kafka_error_text(error)}"
+            ) from None
         health = await self._start_health_server()
         timeout = aiohttp.ClientTimeout(total=self.settings.graph.timeout_seconds)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -168,6 +205,8 @@ class Worker:
         )
         runner, self.health_port = await start_health_server(checks, settings.host, settings.port)
         log.info("Health and metrics port open; port=%d", self.health_port)
+        if self._on_health_port is not None:
+            self._on_health_port(self.health_port)
         return runner
 
     def _readiness(self) -> tuple[bool, str]:
@@ -240,82 +279,117 @@ class Worker:
 
     async def _handle(self, messages: list[Any]) -> None:
         now = time.time()
-        for message in messages:
-            if self._tripped is not None:
-                return
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    if self._gate is not None:
-                        self._gate.reached_end(message)
+        consumed: dict[str, int] = {}  # by topic, counted once per fetch (not per record)
+        ledger, gate, decoder = self._ledger, self._gate, self._decoder
+        last_topic: str | None = None
+        last_partition = -1
+        last_watermark: PartitionWatermark | None = None
+        try:
+            for message in messages:
+                if self._tripped is not None:
+                    return
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        if gate is not None:
+                            gate.reached_end(message)
+                        continue
+                    if error.fatal():
+                        raise KafkaException(error)
+                    log.warning("Consumer error; error=%s", error)
                     continue
-                if error.fatal():
-                    raise KafkaException(error)
-                log.warning("Consumer error; error=%s", error)
-                continue
-            watermark = self._ledger.get((message.topic(), message.partition()))
-            if watermark is None:  # revoked while this fetch was on its way
-                continue
-            if not watermark.is_new(message.offset()):
-                self.stats.count_refetched(message.topic())
-                continue
-            self.stats.count_consumed(message.topic(), 1)
-            if self._gate is not None and not self._gate.admit(message):
-                watermark.track(message.offset(), done=True)
-                self.stats.count_skipped("", "outside_replay_window")
-                continue
-            decoded = await self._decode(message)
-            if decoded is None:  # stopping while the schema registry was unreachable
-                return
-            if isinstance(decoded, Invalid):
-                watermark.track(message.offset())
-                record = InFlightRecord(message, watermark, 1)
-                self._outstanding_events += 1
-                self._dead_letter(record, _reason(decoded, None))
-                continue
-            self._route_and_map(message, decoded, watermark, now)
+                topic, partition = message.topic(), message.partition()
+                if partition != last_partition or topic != last_topic:
+                    # A fetch hands over runs of records of one partition: look up on a change.
+                    last_topic, last_partition = topic, partition
+                    last_watermark = ledger.get((topic, partition))
+                watermark = last_watermark
+                if watermark is None:  # revoked while this fetch was on its way
+                    continue
+                offset = message.offset()
+                if not watermark.is_new(offset):
+                    self.stats.count_refetched(topic)
+                    continue
+                consumed[topic] = consumed.get(topic, 0) + 1
+                if gate is not None and not gate.admit(message):
+                    watermark.track(offset, done=True)
+                    self.stats.count_skipped("", "outside_replay_window")
+                    continue
+                decoded: dict[str, Any] | Invalid | None
+                try:
+                    decoded = decoder(message.value())
+                except DecodeError as failure:
+                    decoded = await self._decode_failed(message, failure)
+                    if decoded is None:  # stopping while the schema registry was unreachable
+                        return
+                    last_partition = -1  # look the partition up again after waiting
+                if isinstance(decoded, Invalid):
+                    watermark.track(offset)
+                    record = InFlightRecord(message, watermark, 1, offset)
+                    self._outstanding_events += 1
+                    self._dead_letter(record, _reason(decoded, None))
+                    continue
+                self._route_and_map(message, decoded, watermark, now)
+        finally:
+            for topic, count in consumed.items():
+                self.stats.count_consumed(topic, count)
 
-    async def _decode(self, message: Any) -> dict[str, Any] | Invalid | None:
-        """Decode, waiting out infrastructure faults (schema registry down) instead of
-        dead-lettering every record while they last."""
+    async def _decode_failed(
+        self, message: Any, error: DecodeError
+    ) -> dict[str, Any] | Invalid | None:
+        """After a failed decode: the reason to dead-letter, or, for an infrastructure fault
+        (schema registry down), decode again until it works instead of dead-lettering every
+        record while the fault lasts. None when the worker stops meanwhile."""
         delay = 0.5
         while True:
-            try:
-                return self._decoder(message.value())
-            except DecodeError as error:
-                if not getattr(error, "retryable", False):
-                    return Invalid(error.reason, error.message, stage="decode")
-                log.warning("Decoding waits; reason=%s retry_in=%.1fs", error.reason, delay)
+            if not getattr(error, "retryable", False):
+                return Invalid(error.reason, error.message, stage="decode")
+            log.warning("Decoding waits; reason=%s retry_in=%.1fs", error.reason, delay)
             if self._stopping.is_set():
                 return None
             await asyncio.sleep(delay)
             delay = min(DECODE_RETRY_MAX_SECONDS, delay * 2)
+            try:
+                return self._decoder(message.value())
+            except DecodeError as again:
+                error = again
 
     def _route_and_map(
         self, message: Any, decoded: dict[str, Any], watermark: Any, now: float
     ) -> None:
         results = map_for_destinations(decoded, read_headers(message), self._destinations, now)
-        to_send: list[tuple[DestinationSettings, tuple[dict[str, Any], int] | Invalid]] = []
+        offset = message.offset()
+        # `remaining` counts up as events are handed on: nothing can complete before this
+        # method returns (deliveries and dead-letter writes run as tasks, later).
+        record = InFlightRecord(message, watermark, 0, offset)
         for destination, result in zip(self._destinations, results, strict=True):
-            if isinstance(result, Skipped):
+            if isinstance(result, Mapped):
+                # Serialised here, once: batches hold bytes, not the mapped dicts. orjson's
+                # result is copied into the batch at once (it occupies a few kilobytes
+                # whatever the length of the JSON, so it must not be kept).
+                try:
+                    encoded = orjson.dumps(result.event)
+                except (TypeError, orjson.JSONEncodeError) as error:
+                    # The mapping should never produce such an event; if it does, that
+                    # record is dead-lettered, not the worker.
+                    invalid = Invalid(
+                        "unserializable_event", f"the mapped event cannot be sent: {error}"
+                    )
+                else:
+                    record.remaining += 1
+                    for batch in self._batcher.add(destination, encoded, record):
+                        self._send(batch)
+                    continue
+            elif isinstance(result, Skipped):
                 self.stats.count_skipped(destination.name, result.reason)
                 self._breaker.succeeded()
-            elif isinstance(result, Invalid):
-                to_send.append((destination, result))
-            else:
-                to_send.append((destination, _sized(result)))
-        watermark.track(message.offset(), done=not to_send)
-        if not to_send:
-            return
-        record = InFlightRecord(message, watermark, len(to_send))
-        self._outstanding_events += len(to_send)
-        for destination, item in to_send:
-            if isinstance(item, Invalid):
-                self._dead_letter(record, _reason(item, destination))
                 continue
-            event, size = item
-            for batch in self._batcher.add(destination, PendingEvent(event, size, record)):
-                self._send(batch)
+            else:
+                invalid = result
+            record.remaining += 1
+            self._dead_letter(record, _reason(invalid, destination))
+        watermark.track(offset, done=not record.remaining)
+        self._outstanding_events += record.remaining
 
     async def _apply_backpressure(self) -> None:
         assert self._consumer is not None
@@ -363,41 +437,42 @@ class Worker:
     async def _deliver(self, batch: Batch) -> None:
         assert self._delivery is not None
         destination = batch.destination
-        events = [pending.event for pending in batch.events]
+        records = batch.records
         started = time.monotonic()
         requests = 0
         try:
-            report = await self._delivery.deliver(destination, events)
+            report = await self._delivery.deliver_encoded(destination, batch.encoded)
             failures, requests = report.failures, report.requests
             self.stats.requests += requests
         except Exception as error:  # a bug of ours: keep the records, never lose them silently
             log.exception(
-                "Delivery crashed; destination=%s events=%d", destination.name, len(events)
+                "Delivery crashed; destination=%s events=%d", destination.name, len(records)
             )
             failures = [
                 EventFailure(
                     i, "internal_error", f"delivery failed: {error!r}", None, None, None, 0
                 )
-                for i in range(len(events))
+                for i in range(len(records))
             ]
         failed_at = {failure.index: failure for failure in failures}
         writes = []
-        for index, pending in enumerate(batch.events):
-            failure = failed_at.get(index)
+        complete = self._complete
+        for index, record in enumerate(records):
+            failure = failed_at.get(index) if failed_at else None
             if failure is None:
-                self._complete(pending.record)
+                complete(record)
             else:
                 why = _failure_reason(failure, destination)
                 if self._may_dead_letter(why):
-                    writes.append(self._dead_letter_now(pending.record, why))
-        delivered = len(batch.events) - len(failed_at)
+                    writes.append(self._dead_letter_now(record, why))
+        delivered = len(records) - len(failed_at)
         self.stats.count_delivered(destination.name, destination.pixel_id, delivered)
         self._breaker.succeeded(delivered)
         log.info(
             "Batch done; destination=%s events=%d delivered=%d dead_lettered=%d requests=%d "
             "elapsed=%.3fs",
             destination.name,
-            len(events),
+            len(records),
             delivered,
             len(failed_at),
             requests,
@@ -560,15 +635,6 @@ class Worker:
             )
 
 
-def _sized(mapped: Mapped) -> tuple[dict[str, Any], int] | Invalid:
-    """The event with its serialised size, or why it cannot be serialised (the mapping should
-    never produce such an event; if it does, that record is dead-lettered, not the worker)."""
-    try:
-        return mapped.event, len(orjson.dumps(mapped.event))
-    except (TypeError, orjson.JSONEncodeError) as error:
-        return Invalid("unserializable_event", f"the mapped event cannot be sent: {error}")
-
-
 def _record_consumer_lag(statistics_json: str) -> None:
     """librdkafka statistics callback (kafka thread): consumer lag per assigned partition."""
     try:
@@ -580,6 +646,11 @@ def _record_consumer_lag(statistics_json: str) -> None:
                     metrics.CONSUMER_LAG.labels(topic, partition).set(lag)
     except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
         log.debug("Unreadable librdkafka statistics; error=%s", error)
+
+
+def _kafka_error_text(error: KafkaException) -> str:
+    first = error.args[0] if error.args else None
+    return first.str() if isinstance(first, KafkaError) else str(error)
 
 
 def _reason(invalid: Invalid, destination: DestinationSettings | None) -> DeadLetterReason:

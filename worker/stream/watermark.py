@@ -55,14 +55,22 @@ class PartitionWatermark:
 class InFlightRecord:
     """One consumed record and how many of its events are not done yet.
 
-    `message` is the original confluent-kafka Message, kept for the dead-letter copy.
+    `message` is the original confluent-kafka Message, kept for the dead-letter copy (its key,
+    value, headers and timestamp, byte for byte). It holds copies of those, not librdkafka's
+    fetch buffer.
     """
 
     __slots__ = ("message", "offset", "remaining", "watermark")
 
-    def __init__(self, message: Any, watermark: PartitionWatermark, remaining: int) -> None:
+    def __init__(
+        self,
+        message: Any,
+        watermark: PartitionWatermark,
+        remaining: int,
+        offset: int | None = None,
+    ) -> None:
         self.message = message
-        self.offset: int = message.offset()
+        self.offset: int = message.offset() if offset is None else offset
         self.watermark = watermark
         self.remaining = remaining
 

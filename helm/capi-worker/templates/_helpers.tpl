@@ -147,13 +147,19 @@ secret references. Included by the workload template, so every render runs them.
 {{- if not $keda.partitions -}}
 {{- fail "capi-worker: set autoscaling.keda.partitions to the topic's partition count: it caps the replicas (a consumer group never uses more members than partitions)" -}}
 {{- end -}}
-{{- if and (not (kindIs "invalid" $keda.maxReplicaCount)) (gt (int $keda.maxReplicaCount) (int $keda.partitions)) -}}
+{{- $processes := int (.Values.processes | default 1) -}}
+{{- if and (not (kindIs "invalid" $keda.maxReplicaCount)) (gt (mul (int $keda.maxReplicaCount) $processes) (int $keda.partitions)) -}}
+{{- if eq $processes 1 -}}
 {{- fail (printf "capi-worker: autoscaling.keda.maxReplicaCount (%d) exceeds autoscaling.keda.partitions (%d): replicas past the partition count sit idle" (int $keda.maxReplicaCount) (int $keda.partitions)) -}}
+{{- else -}}
+{{- fail (printf "capi-worker: autoscaling.keda.maxReplicaCount (%d) x processes (%d) exceeds autoscaling.keda.partitions (%d): consumer processes past the partition count sit idle" (int $keda.maxReplicaCount) $processes (int $keda.partitions)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- $hpa := .Values.autoscaling.hpa -}}
-{{- if and $hpa.enabled $keda.partitions (gt (int $hpa.maxReplicas) (int $keda.partitions)) -}}
-{{- fail (printf "capi-worker: autoscaling.hpa.maxReplicas (%d) exceeds autoscaling.keda.partitions (%d): replicas past the partition count sit idle" (int $hpa.maxReplicas) (int $keda.partitions)) -}}
+{{- $members := int (.Values.processes | default 1) -}}
+{{- if and $hpa.enabled $keda.partitions (gt (mul (int $hpa.maxReplicas) $members) (int $keda.partitions)) -}}
+{{- fail (printf "capi-worker: autoscaling.hpa.maxReplicas (%d) x processes (%d) exceeds autoscaling.keda.partitions (%d): replicas past the partition count sit idle" (int $hpa.maxReplicas) $members (int $keda.partitions)) -}}
 {{- end -}}
 {{- end -}}
 

@@ -34,7 +34,8 @@ spec:
     - name: capi-worker
       image: {{ include "capi-worker.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
-      args: ["run", "--config", "/etc/capi-worker/config.yaml"]
+      {{- $processes := int (.Values.processes | default 1) }}
+      args: ["run", "--config", "/etc/capi-worker/config.yaml"{{ if gt $processes 1 }}, "--processes", "{{ $processes }}"{{ end }}]
       ports:
         - name: metrics
           containerPort: {{ $port }}

@@ -1,0 +1,150 @@
+"""The worker's hot path without Kafka or HTTP: records in, serialised batches out, and a
+commit position that never passes a record with an event not done."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+import worker.stream.runner as runner
+from worker.config import parse_settings
+from worker.mapping.result import Invalid, Mapped, Skipped
+from worker.stream.batcher import Batch
+from worker.stream.dead_letter import DeadLetterReason
+from worker.stream.watermark import InFlightRecord
+
+SETTINGS = parse_settings(
+    {
+        "kafka": {"bootstrap_servers": "b:9092", "topics": ["t"], "dead_letter_topic": "d"},
+        "batching": {"max_events": 3},
+        "metrics": {"enabled": False},
+        "destinations": [
+            {"name": "shop", "pixel_id": "1", "access_token": "a"},
+            {"name": "blog", "pixel_id": "2", "access_token": "b"},
+        ],
+    }
+)
+
+
+class Message:
+    def __init__(self, partition: int, offset: int, value: dict[str, Any]) -> None:
+        self._partition, self._offset, self._value = partition, offset, orjson.dumps(value)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+
+def fake_mapping(decoded: dict[str, Any], *_: Any) -> list[Any]:
+    """Per destination: what the record's `shop` / `blog` fields say."""
+    results: list[Any] = []
+    for name in ("shop", "blog"):
+        kind = decoded[name]
+        if kind == "ok":
+            results.append(Mapped({"event_name": "Lead", "event_id": decoded["id"], "to": name}))
+        elif kind == "skip":
+            results.append(Skipped("not_routed"))
+        elif kind == "unserializable":
+            results.append(Mapped({"event_name": "Lead", "custom_data": {"x": {1, 2}}}))
+        else:
+            results.append(Invalid("invalid_value", "revenue is not a number"))
+    return results
+
+
+class Harness:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(runner, "map_for_destinations", fake_mapping)
+        self.worker = runner.Worker(SETTINGS)
+        self.worker._ledger.assign([("t", 0), ("t", 1)])
+        self.sent: list[Batch] = []
+        self.dead: list[tuple[InFlightRecord, DeadLetterReason]] = []
+        self.worker._send = self.sent.append  # type: ignore[method-assign]
+        self.worker._dead_letter = lambda record, why: self.dead.append((record, why))  # type: ignore[method-assign]
+
+    def handle(self, messages: list[Message]) -> None:
+        asyncio.run(self.worker._handle(messages))
+
+    def position(self, partition: int) -> int | None:
+        return self.worker._ledger.positions_to_commit().get(("t", partition))
+
+
+def test_events_are_batched_as_json_and_a_record_is_done_with_its_last_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch)
+    harness.handle(
+        [
+            Message(0, 10, {"id": "a", "shop": "ok", "blog": "ok"}),
+            Message(0, 11, {"id": "b", "shop": "ok", "blog": "skip"}),
+            Message(1, 5, {"id": "c", "shop": "skip", "blog": "skip"}),
+            Message(0, 12, {"id": "d", "shop": "ok", "blog": "ok"}),
+        ]
+    )
+    [shop] = harness.sent  # max_events 3: shop's batch is cut, blog's is still open
+    assert shop.destination.name == "shop"
+    events = [orjson.loads(shop.encoded.event(i)) for i in range(len(shop))]
+    assert [e["event_id"] for e in events] == ["a", "b", "d"]
+    body = orjson.loads(shop.encoded.body(0, 3, b"]}"))
+    assert body == {"data": events}
+    assert harness.worker.outstanding_events == 5
+    assert harness.worker.stats.consumed == 4
+    # Partition 1's only record was skipped everywhere: done. Partition 0 waits at offset 10.
+    assert harness.position(1) == 6
+    assert harness.position(0) == 10
+    records = {record.offset: record for record in shop.records}
+    assert records[10].remaining == 2 and records[11].remaining == 1
+    harness.worker._complete(records[11])  # offset 11 done, 10 not yet: still 10
+    assert harness.position(0) == 10
+    harness.worker._complete(records[10])  # shop done, blog's event of offset 10 is not
+    assert harness.position(0) == 10
+    [blog] = harness.worker._batcher.drain()
+    for record in blog.records:
+        harness.worker._complete(record)
+    assert harness.position(0) == 12  # offset 12 still waits for its shop event
+    harness.worker._complete(records[12])
+    assert harness.position(0) == 13
+    assert harness.worker.outstanding_events == 0
+
+
+def test_an_event_that_cannot_be_serialised_is_dead_lettered_and_the_rest_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch)
+    harness.handle([Message(0, 0, {"id": "a", "shop": "unserializable", "blog": "ok"})])
+    [(record, why)] = harness.dead
+    assert (why.stage, why.reason, why.destination) == ("map", "unserializable_event", "shop")
+    assert record.remaining == 2  # the dead letter and blog's event
+    [blog] = harness.worker._batcher.drain()
+    assert blog.destination.name == "blog" and blog.records == [record]
+    assert harness.position(0) == 0
+
+
+def test_mapping_failures_are_dead_lettered_once_per_destination(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch)
+    harness.handle([Message(0, 7, {"id": "a", "shop": "bad", "blog": "bad"})])
+    assert [(why.reason, why.destination) for _, why in harness.dead] == [
+        ("invalid_value", "shop"),
+        ("invalid_value", "blog"),
+    ]
+    assert harness.dead[0][0] is harness.dead[1][0]
+    assert harness.dead[0][0].remaining == 2
+    assert harness.position(0) == 7
