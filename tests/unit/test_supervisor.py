@@ -137,3 +137,15 @@ def test_log_lines_of_a_child_name_its_process() -> None:
 def test_exit_codes_are_described_with_the_signal_that_killed() -> None:
     assert supervisor._describe_exit(-9) == "-9 (killed by SIGKILL)"
     assert supervisor._describe_exit(1) == "1"
+
+
+def test_a_refused_librdkafka_value_is_not_echoed_in_the_start_up_error() -> None:
+    from confluent_kafka import Consumer, KafkaException
+
+    from worker.stream.runner import _kafka_error_text
+
+    with pytest.raises(KafkaException) as refused:
+        Consumer({"group.id": "g", "security.protocol": "EAAB-secret-in-the-wrong-place"})
+    text = _kafka_error_text(refused.value)
+    assert "EAAB-secret" not in text
+    assert text == 'Invalid value (not shown) for configuration property "security.protocol"'

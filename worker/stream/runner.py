@@ -14,6 +14,7 @@ import asyncio
 import functools
 import gc
 import logging
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -648,9 +649,15 @@ def _record_consumer_lag(statistics_json: str) -> None:
         log.debug("Unreadable librdkafka statistics; error=%s", error)
 
 
+_QUOTED_VALUE = re.compile(r'value "[^"]*"')
+
+
 def _kafka_error_text(error: KafkaException) -> str:
+    """librdkafka's words, without the value it quotes (`Invalid value "..." for configuration
+    property ...`): a misplaced secret must not reach the log."""
     first = error.args[0] if error.args else None
-    return first.str() if isinstance(first, KafkaError) else str(error)
+    text = first.str() if isinstance(first, KafkaError) else str(error)
+    return _QUOTED_VALUE.sub("value (not shown)", text)
 
 
 def _reason(invalid: Invalid, destination: DestinationSettings | None) -> DeadLetterReason:
