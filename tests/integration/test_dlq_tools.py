@@ -8,7 +8,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import pytest
 from tests.integration.worker_harness import (
     BLOG_PIXEL,
     BLOG_TOKEN,
-    EMULATOR_TOKENS,
     SHOP_PIXEL,
     SHOP_TOKEN,
     WorkerProcess,
@@ -37,25 +35,12 @@ from tests.kafka_helpers import (
     unique_topic,
 )
 from worker.sandbox.emulator_client import EmulatorClient
-from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
+from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import sample_event, stale_event
 from worker.stream.dead_letter import DeadLetterReason, dead_letter_headers
 
 DLQ = "capi.dlq."
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
-    with start_in_thread(EMULATOR_TOKENS) as running:
-        yield running
-
-
-@pytest.fixture
-def graph(emulator: RunningEmulator) -> EmulatorClient:
-    client = EmulatorClient(emulator.url)
-    client.reset()
-    return client
 
 
 @dataclass

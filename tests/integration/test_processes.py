@@ -17,7 +17,6 @@ import pytest
 
 from tests.integration.worker_harness import (
     BLOG_PIXEL,
-    EMULATOR_TOKENS,
     SHOP_PIXEL,
     WorkerProcess,
     unique_events,
@@ -28,23 +27,10 @@ from tests.integration.worker_harness import (
 from tests.kafka_helpers import committed_offsets, end_offsets, produce, unique_topic
 from worker.sandbox.broker import free_port
 from worker.sandbox.emulator_client import EmulatorClient
-from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
+from worker.sandbox.graph_emulator import RunningEmulator
 
 PIXELS = (SHOP_PIXEL, BLOG_PIXEL)
 PARTITIONS = 4
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
-    with start_in_thread(EMULATOR_TOKENS) as running:
-        yield running
-
-
-@pytest.fixture
-def graph(emulator: RunningEmulator) -> EmulatorClient:
-    client = EmulatorClient(emulator.url)
-    client.reset()
-    return client
 
 
 class Run:

@@ -6,12 +6,10 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from confluent_kafka import Producer
 
 from tests.integration.worker_harness import (
@@ -22,14 +20,8 @@ from tests.integration.worker_harness import (
 )
 from tests.kafka_helpers import committed_offsets, read_all, unique_topic
 from worker.sandbox.emulator_client import EmulatorClient
-from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
+from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import iso, sample_event
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
-    with start_in_thread(EMULATOR_TOKENS) as running:
-        yield running
 
 
 def _produce_at(bootstrap: str, topic: str, events: list[dict[str, Any]], written: float) -> None:

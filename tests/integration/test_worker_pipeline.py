@@ -12,7 +12,6 @@ import pytest
 
 from tests.integration.worker_harness import (
     BLOG_PIXEL,
-    EMULATOR_TOKENS,
     SHOP_PIXEL,
     WorkerProcess,
     unique_events,
@@ -24,21 +23,8 @@ from tests.kafka_helpers import committed_offsets, end_offsets, produce, read_al
 from worker.config import DEFAULT_AVRO_SCHEMA
 from worker.decode import encode_avro, load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient
-from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
+from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import bad_revenue_event, sample_event, stale_event
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
-    with start_in_thread(EMULATOR_TOKENS) as running:
-        yield running
-
-
-@pytest.fixture
-def graph(emulator: RunningEmulator) -> EmulatorClient:
-    client = EmulatorClient(emulator.url)
-    client.reset()
-    return client
 
 
 class Pipeline:

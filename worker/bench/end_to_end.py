@@ -20,7 +20,6 @@ worker exits 0 on SIGTERM; otherwise its problem is reported.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 from .kafka_io import CommitWatcher, Produced, produce_records, tail_check
 from .machine import cpu_seconds, peak_rss_kib
 from .report import log
-from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers, worker_config
+from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers
 
 DEAD_LETTER_TOPIC = "bench.dlq"
 
@@ -139,19 +138,10 @@ def drain(
     run = DrainRun(
         processes=processes, records=produced.records, expected_delivered=expected_delivered
     )
-    client = stack.client()
-    client.reset()
-    group = f"bench-{label}-{uuid.uuid4().hex[:8]}"
-    config = worker_config(
-        stack.bootstrap,
-        stack.graph_url,
-        group,
-        topic,
-        DEAD_LETTER_TOPIC,
-        {"shop": (BENCH_PIXEL, stack.tokens[BENCH_PIXEL])},
-        batching=batching,
-        consumer=consumer,
+    group, config = stack.new_run(
+        label, topic, DEAD_LETTER_TOPIC, batching=batching, consumer=consumer
     )
+    client = stack.client()
     watcher = CommitWatcher(stack.bootstrap, group, topic, partitions)
     emulator_cpu = cpu_seconds(stack.emulator_pid)
     broker_cpu = cpu_seconds(stack.broker_pid)

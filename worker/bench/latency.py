@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from .corpus import CorpusRecord
 from .end_to_end import DEAD_LETTER_TOPIC
-from .kafka_io import CommitWatcher, Produced
+from .kafka_io import CommitWatcher, Produced, bulk_producer
 from .report import log, percentile
-from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers, worker_config
+from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers
 
 TICK_SECONDS = 0.002
 
@@ -93,30 +91,13 @@ def latency_run(
     run = LatencyRun(rate=rate, seconds=seconds)
     topic = f"bench.latency-{label}-{uuid.uuid4().hex[:6]}"
     stack.create_topics({topic: partitions, DEAD_LETTER_TOPIC: 1})
+    group, config = stack.new_run(
+        label, topic, DEAD_LETTER_TOPIC, batching=batching, consumer=consumer
+    )
     client = stack.client()
-    client.reset()
-    group = f"bench-{label}-{uuid.uuid4().hex[:8]}"
-    config = worker_config(
-        stack.bootstrap,
-        stack.graph_url,
-        group,
-        topic,
-        DEAD_LETTER_TOPIC,
-        {"shop": (BENCH_PIXEL, stack.tokens[BENCH_PIXEL])},
-        batching=batching,
-        consumer=consumer,
-    )
     produced = Produced()
-    producer = Producer(
-        {
-            "bootstrap.servers": stack.bootstrap,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-            "log.connection.close": False,
-        }
-    )
+    steady: dict[str, Any] = {"linger.ms": 5}  # records go out as produced, not in bulk
+    producer = bulk_producer(stack.bootstrap, **steady)
     worker = start_worker(config, workdir, f"{label}-worker")
     watcher = CommitWatcher(stack.bootstrap, group, topic, partitions)
     try:

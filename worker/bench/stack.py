@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -231,6 +232,31 @@ class Stack:
 
     def create_topics(self, topics: Mapping[str, int]) -> None:
         self.broker.create_topics(dict(topics))
+
+    def new_run(
+        self,
+        label: str,
+        topic: str,
+        dead_letter_topic: str,
+        *,
+        batching: Mapping[str, Any] | None = None,
+        consumer: Mapping[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Empty the emulator and answer a new consumer group and the worker configuration
+        that reads `topic` in it for the bench pixel."""
+        self.client().reset()
+        group = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+        config = worker_config(
+            self.bootstrap,
+            self.graph_url,
+            group,
+            topic,
+            dead_letter_topic,
+            {"shop": (BENCH_PIXEL, self.tokens[BENCH_PIXEL])},
+            batching=batching,
+            consumer=consumer,
+        )
+        return group, config
 
 
 def stop_workers(
