@@ -1,4 +1,6 @@
-"""Shared fixtures: the embedded Kafka-protocol broker and unique topic names.
+"""Shared fixtures: the embedded Kafka-protocol broker, unique topic names, and the Graph API
+emulator with the harness's two pixels (a module that needs other tokens defines its own
+`emulator` fixture, which takes precedence).
 
 Tests under tests/integration get the `integration` marker automatically
 (`pytest -m "not integration"` runs the pure tests only).
@@ -11,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.worker_harness import EMULATOR_TOKENS
 from tests.kafka_helpers import unique_topic
 from worker.sandbox.broker import EmbeddedBroker
+from worker.sandbox.emulator_client import EmulatorClient
+from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 
@@ -56,3 +61,17 @@ class TopicFactory:
 @pytest.fixture
 def topics(request: pytest.FixtureRequest) -> TopicFactory:
     return TopicFactory(request)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with start_in_thread(EMULATOR_TOKENS) as running:
+        yield running
+
+
+@pytest.fixture
+def graph(emulator: RunningEmulator) -> EmulatorClient:
+    """A client of the module's emulator, emptied for this test."""
+    client = EmulatorClient(emulator.url)
+    client.reset()
+    return client

@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from tests.hostile.rig import (
 )
 from tests.integration.worker_harness import (
     BLOG_PIXEL,
-    EMULATOR_TOKENS,
     SHOP_PIXEL,
     valid_events,
     wait_until,
@@ -37,7 +35,7 @@ from tests.kafka_helpers import produce, read_all, unique_topic
 from worker.config import DEFAULT_AVRO_SCHEMA
 from worker.decode import encode_confluent, load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient
-from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
+from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import iso, sample_event
 
 pytestmark = pytest.mark.integration
@@ -46,19 +44,6 @@ BIG_PRODUCER = {"message.max.bytes": 20_000_000}
 TEN_MB = 10 * 1024 * 1024
 BOTH = (SHOP_PIXEL, BLOG_PIXEL)
 DECODE = ("",)  # dead-lettered once, before routing: no pixel
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
-    with start_in_thread(EMULATOR_TOKENS) as running:
-        yield running
-
-
-@pytest.fixture
-def graph(emulator: RunningEmulator) -> EmulatorClient:
-    client = EmulatorClient(emulator.url)
-    client.reset()
-    return client
 
 
 @dataclass
