@@ -287,7 +287,7 @@ def _format_validation_error(error: ValidationError) -> str:
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the README's settings reference)"
+            message = "unknown key (check the spelling; see docs/configuration.md)"
         lines.append(f"  {key}: {message}")
     return "invalid configuration:\n" + "\n".join(lines)
 

@@ -345,6 +345,8 @@ class GraphDelivery:
             metrics.GRAPH_REQUEST_SECONDS.labels(target.name, outcome).observe(
                 time.perf_counter() - started
             )
+            if not isinstance(result, _Accepted):
+                metrics.GRAPH_ERRORS.labels(target.name, _error_code_label(result)).inc()
         if isinstance(result, GraphError) and result.is_retryable:
             if result.kind is ErrorKind.THROTTLED:
                 self._throttle(target.pixel_id, result.retry_after or 0.0)
@@ -493,6 +495,14 @@ def _outcome_label(result: _Accepted | GraphError) -> str:
     if result.kind is ErrorKind.THROTTLED:
         return "throttled"
     return "transient" if result.is_retryable else "error"
+
+
+def _error_code_label(error: GraphError | None) -> str:
+    if error is None:
+        return "no_response"
+    if error.code is not None:
+        return str(error.code)
+    return f"http_{error.http_status}"
 
 
 def _interpret(status: int, payload: bytes, headers: Any) -> _Accepted | GraphError:

@@ -2,8 +2,9 @@
 
 Pure: no I/O, no clock (`now` is an argument), no logging. Never raises: whatever the input,
 the answer is `Mapped`, `Skipped` or `Invalid` (stage `map`). Checks run cheapest first and the
-first failure wins: type, structure, consent, name, time, action_source, user_data, custom_data,
-then the built event is checked against Meta's contract (`worker.capi.contract`).
+first failure wins: type, integration switches, structure, consent, name, time, action_source,
+user_data, custom_data, then the built event is checked against Meta's contract
+(`worker.capi.contract`).
 
 event_id is `properties.event_id`, `context.traits.event_id`, `traits.event_id`, else
 `messageId`; with none of them the event is sent without one (Meta accepts it; it only loses
@@ -70,6 +71,9 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     if kind == "screen" and not plan.forward_screen:
         return Skipped(reasons.SCREEN_NOT_FORWARDED)
 
+    options = integration_options(message, plan.integration_names)
+    if options is None:
+        return Skipped(reasons.INTEGRATION_DISABLED)
     context = message.get("context")
     if type(context) is not dict:
         context = _object(context, reasons.INVALID_CONTEXT, "context")
@@ -106,7 +110,6 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
         )
     event_time = event_time_ms // 1000
 
-    options = integration_options(message, plan.integration_names)
     prehashed = options.get("hashed") is True
     action_source = _action_source(properties, options, plan.default_action_source)
     _check_time_window(event_time, now, action_source)
