@@ -380,7 +380,16 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
         except OSError:
             return 0, ""
 
-    produce(pipeline.bootstrap, pipeline.source, valid_events(100, "metrics"))
+    # Six visitors whose consent manager switched the destination off: skipped, counted.
+    switched_off = [
+        orjson.dumps({**orjson.loads(event), "integrations": integrations})
+        for event, integrations in zip(
+            valid_events(6, "declined"),
+            [{"All": True, "Facebook Conversions API": False}] * 4 + [{"All": False}] * 2,
+            strict=True,
+        )
+    ]
+    produce(pipeline.bootstrap, pipeline.source, valid_events(100, "metrics") + switched_off)
     worker = pipeline.start_worker(pipeline.config(metrics_port=port))
     wait_until(lambda: get("/livez")[0] == 200, 60, "/livez", worker.log)
     wait_until(lambda: get("/readyz")[0] == 200, 60, "/readyz after joining", worker.log)
@@ -397,7 +406,13 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
     assert (
         f'capi_events_delivered_total{{destination="shop",pixel_id="{SHOP_PIXEL}"}} 100.0' in text
     )
-    assert f'capi_records_consumed_total{{topic="{pipeline.source}"}} 100.0' in text
+    assert f'capi_records_consumed_total{{topic="{pipeline.source}"}} 106.0' in text
+    for name in ("shop", "blog"):
+        assert (
+            f'capi_events_skipped_total{{destination="{name}",reason="integration_disabled"}} 6.0'
+            in text
+        )
+    assert unique_events(graph.received(events=False), SHOP_PIXEL) == 100
     assert 'capi_graph_request_seconds_count{destination="shop",outcome="ok"}' in text
     assert "capi_batch_events_bucket" in text
     assert "capi_partitions_assigned 4.0" in text

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from worker.capi.contract import validate_event
-from worker.config import ACTION_SOURCES, DestinationSettings
+from worker.capi.rules import ACTION_SOURCES
+from worker.config import DestinationSettings
 from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.normalize import normalize_and_hash
@@ -478,6 +479,61 @@ def test_integration_options_are_read_from_the_first_configured_name_with_an_obj
         }
     )
     assert mapped(map_event(msg, destination(), NOW))["action_source"] == "email"
+
+
+# ---- integration switches ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "integrations",
+    [
+        {"All": True, "Facebook Conversions API": False},
+        {"Facebook Pixel Server Side": False},
+        {"All": True, "FACEBOOK_CONVERSIONS": False, "Facebook Conversions API": {"hashed": True}},
+        {"All": False},
+        {"All": False, "Google Analytics": True, "Google Ads": {"action_source": "email"}},
+        {"All": False, "Facebook Conversions API": None},
+    ],
+)
+def test_event_switched_off_in_integrations_is_skipped(integrations: dict[str, Any]) -> None:
+    msg = message(integrations=integrations)
+    assert map_event(msg, destination(), NOW) == Skipped(reasons.INTEGRATION_DISABLED)
+
+
+@pytest.mark.parametrize(
+    "integrations",
+    [
+        {"All": False, "Facebook Conversions API": True},
+        {"All": False, "Facebook Conversions API (Actions)": {}},
+        {"All": True, "Google Analytics": False},
+        {"All": True},
+        {"Facebook Conversions API": "false"},  # not a boolean: switches nothing
+    ],
+)
+def test_event_switched_on_or_not_switched_off_is_sent(integrations: dict[str, Any]) -> None:
+    assert isinstance(map_event(message(integrations=integrations), destination(), NOW), Mapped)
+
+
+def test_all_false_with_this_destination_as_an_object_keeps_its_per_event_options() -> None:
+    msg = message(
+        integrations={"All": False, "Facebook Conversions API": {"action_source": "email"}}
+    )
+    assert mapped(map_event(msg, destination(), NOW))["action_source"] == "email"
+
+
+def test_integration_switches_follow_the_destination_integration_names() -> None:
+    msg = message(integrations={"All": False, "My Pixel": True, "Facebook Conversions API": False})
+    assert isinstance(map_event(msg, destination(integration_names=["My Pixel"]), NOW), Mapped)
+    msg = message(integrations={"My Pixel": False})
+    assert map_event(msg, destination(integration_names=["My Pixel"]), NOW) == Skipped(
+        reasons.INTEGRATION_DISABLED
+    )
+    assert isinstance(map_event(msg, destination(), NOW), Mapped)
+
+
+def test_switched_off_event_is_skipped_before_its_structure_is_checked() -> None:
+    msg = message(integrations={"All": False}, context="not an object")
+    assert map_event(msg, destination(), NOW) == Skipped(reasons.INTEGRATION_DISABLED)
 
 
 # ---- reasons ----------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Pure: no I/O, no clock (`now` is an argument), no logging. Never raises: whatever the input,
 the answer is `Mapped`, `Skipped` or `Invalid` (stage `map`). Checks run cheapest first and the
-first failure wins: type, structure, consent, name, time, action_source, user_data, custom_data,
-then the built event is checked against Meta's contract (`worker.capi.contract`).
+first failure wins: type, integration switches, structure, consent, name, time, action_source,
+user_data, custom_data, then the built event is checked against Meta's contract
+(`worker.capi.contract`).
 
 event_id is `properties.event_id`, `context.traits.event_id`, `traits.event_id`, else
 `messageId`; with none of them the event is sent without one (Meta accepts it; it only loses
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from worker.capi.contract import validate_event
-from worker.config import ACTION_SOURCES, DestinationSettings
+from worker.capi.rules import (
+    ACTION_SOURCES,
+    MAX_SECONDS_IN_FUTURE,
+    is_in_future,
+    is_too_old,
+    max_event_age_days,
+)
+from worker.config import DestinationSettings
 from worker.mapping import reasons
 from worker.mapping.consent import has_consent
 from worker.mapping.custom_data import build_custom_data
@@ -27,9 +35,9 @@ from worker.mapping.ldu import data_processing_options
 from worker.mapping.names import IDENTIFY_EVENT_NAME, page_event_name, track_event_name
 from worker.mapping.options import integration_options
 from worker.mapping.paths import first_present
-from worker.mapping.plan import DestinationPlan, plan_for
+from worker.mapping.plan import DestinationPlan, build_plan
 from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
-from worker.mapping.timefields import MAX_FUTURE_SECONDS, max_age_seconds, parse_timestamp_ms
+from worker.mapping.timefields import parse_timestamp_ms
 from worker.mapping.user_data import build_user_data, has_customer_information
 
 FORWARDED_TYPES = frozenset({"track", "page", "screen", "identify"})
@@ -37,10 +45,16 @@ _EMPTY: dict[str, Any] = {}
 _ACTION_SOURCE_KEYS = ("action_source", "actionSource")
 
 
-def map_event(message: Any, destination: DestinationSettings, now: float) -> MapResult:
-    """Map `message` for `destination` as of `now` (Unix seconds)."""
+def map_event(
+    message: Any,
+    destination: DestinationSettings,
+    now: float,
+    plan: DestinationPlan | None = None,
+) -> MapResult:
+    """Map `message` for `destination` as of `now` (Unix seconds). `plan` is the destination's
+    plan from its destination set; without one it is built for this call."""
     try:
-        return _map(message, plan_for(destination), now)
+        return _map(message, plan if plan is not None else build_plan(destination), now)
     except InvalidEvent as error:
         return Invalid(error.reason, error.message)
     except Exception as error:  # a bug in this package must cost one event, not the worker
@@ -63,6 +77,9 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     if kind == "screen" and not plan.forward_screen:
         return Skipped(reasons.SCREEN_NOT_FORWARDED)
 
+    options = integration_options(message, plan.integration_names)
+    if options is None:
+        return Skipped(reasons.INTEGRATION_DISABLED)
     context = message.get("context")
     if type(context) is not dict:
         context = _object(context, reasons.INVALID_CONTEXT, "context")
@@ -99,7 +116,6 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
         )
     event_time = event_time_ms // 1000
 
-    options = integration_options(message, plan.integration_names)
     prehashed = options.get("hashed") is True
     action_source = _action_source(properties, options, plan.default_action_source)
     _check_time_window(event_time, now, action_source)
@@ -222,17 +238,16 @@ def _action_source(properties: dict[str, Any], options: dict[str, Any], default:
 
 
 def _check_time_window(event_time: int, now: float, action_source: str) -> None:
-    max_age = max_age_seconds(action_source)
-    if now - event_time > max_age:
+    if is_too_old(event_time, now, action_source):
         raise InvalidEvent(
             reasons.EVENT_TIME_TOO_OLD,
-            f"event_time {event_time} is more than {max_age // 86_400} days old; "
+            f"event_time {event_time} is more than {max_event_age_days(action_source)} days old; "
             "Meta rejects it (replay or redrive older data sooner)",
         )
-    if event_time - now > MAX_FUTURE_SECONDS:
+    if is_in_future(event_time, now):
         raise InvalidEvent(
             reasons.EVENT_TIME_IN_FUTURE,
-            f"event_time {event_time} is more than {MAX_FUTURE_SECONDS} s in the future; "
+            f"event_time {event_time} is more than {MAX_SECONDS_IN_FUTURE} s in the future; "
             "check the producer's clock",
         )
 

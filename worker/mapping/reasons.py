@@ -12,6 +12,7 @@ EVENT_TYPE_NOT_FORWARDED = "event_type_not_forwarded"  # group, alias or an unkn
 IDENTIFY_NOT_FORWARDED = "identify_not_forwarded"  # identify while `forward_identify` is off
 SCREEN_NOT_FORWARDED = "screen_not_forwarded"  # screen while `forward_screen` is off
 NO_CONSENT = "no_consent"  # a `required_consent_categories` entry is not granted
+INTEGRATION_DISABLED = "integration_disabled"  # `integrations` switches this destination off
 
 # Invalid: cannot be sent as it is.
 INVALID_MESSAGE = "invalid_message"  # the decoded record is not a JSON object
@@ -47,6 +48,7 @@ SKIP_REASONS: frozenset[str] = frozenset(
         IDENTIFY_NOT_FORWARDED,
         SCREEN_NOT_FORWARDED,
         NO_CONSENT,
+        INTEGRATION_DISABLED,
     }
 )
 
