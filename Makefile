@@ -44,11 +44,13 @@ test: $(STAMP) install-docker-compose install-prometheus
 	$(BIN)/ruff check worker tests
 	$(BIN)/ruff format --check worker tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix worker tests

@@ -11,7 +11,7 @@ from typing import IO, Any
 import orjson
 
 from worker.config import ConfigError, Settings, load_settings
-from worker.ops.logs import configure_logging
+from worker.telemetry.logs import configure_logging
 
 EXIT_CONFIG = 2
 EXIT_CIRCUIT_OPEN = 3  # `run`: see worker/stream/supervisor.py
@@ -95,8 +95,8 @@ def command_transform(args: argparse.Namespace) -> int:
 
 
 def command_replay(args: argparse.Namespace) -> int:
-    from worker.ops.replay import run_replay
-    from worker.ops.timeparse import parse_time
+    from worker.tools.replay import run_replay
+    from worker.tools.timeparse import parse_time
 
     settings = _load(args.config)
     configure_logging("WARNING", settings.logging.format)
@@ -130,11 +130,11 @@ def command_demo(args: argparse.Namespace) -> int:
     return run_demo(events=args.events, seconds=args.timeout)
 
 
-# ---- dlq: dead-letter inspect | stats | redrive (worker/ops/dlq.py) ---------------------------
+# ---- dlq: dead-letter inspect | stats | redrive (worker/tools/dlq.py) ---------------------------
 
 
 def command_dlq(args: argparse.Namespace) -> int:
-    from worker.ops.dlq import run_dlq_command
+    from worker.tools.dlq import run_dlq_command
 
     settings = _load(args.config)
     configure_logging("WARNING", settings.logging.format)

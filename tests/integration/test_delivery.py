@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
+from worker.capi.delivery import DeliveryReport, GraphDelivery
 from worker.config import DestinationSettings, GraphSettings
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
-from worker.stream.delivery import DeliveryReport, GraphDelivery
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +210,7 @@ def test_throttled_then_success_waits_at_least_retry_after(
 ) -> None:
     client.inject_fault(count=1, status=400, error_code=4, retry_after=1)
     fake = FakeTime()
-    with caplog.at_level(logging.WARNING, logger="worker.stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="worker.capi.delivery"):
         report = deliver(graph, batch(20), fake=fake)
     assert (report.delivered, report.failures) == (20, [])
     assert (report.requests, report.retries) == (2, 1)

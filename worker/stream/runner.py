@@ -14,7 +14,6 @@ import asyncio
 import functools
 import gc
 import logging
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,16 +23,15 @@ import aiohttp
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from worker.capi.delivery import EventFailure, GraphDelivery
 from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
+from worker.kafka_config import consumer_config, kafka_error_text, producer_config
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.ops import metrics
-from worker.ops.health import HealthChecks, heartbeat_check, start_health_server
 from worker.pipeline import map_for_destinations
 from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.breaker import CircuitOpen, FailureBreaker
 from worker.stream.dead_letter import DeadLetterReason, DeadLetterWriter
-from worker.stream.delivery import EventFailure, GraphDelivery
 from worker.stream.gate import RecordGate
 from worker.stream.stats import WorkerStats
 from worker.stream.watermark import (
@@ -42,6 +40,8 @@ from worker.stream.watermark import (
     PartitionWatermark,
     TopicPartitionKey,
 )
+from worker.telemetry import metrics
+from worker.telemetry.health import HealthChecks, heartbeat_check, start_health_server
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +53,6 @@ PROGRESS_EVERY_SECONDS = 10.0
 DECODE_RETRY_MAX_SECONDS = 30.0
 
 
-# librdkafka pre-fetches up to `queued.max.messages.kbytes` (64 MiB by default) of records into
-# its local queue, on top of what the worker holds. 16 MiB is still more than a second of work
-# for one worker process and keeps its memory bounded; `kafka.consumer` may override it.
-DEFAULT_QUEUED_MAX_MESSAGES_KBYTES = 16384
-
-
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    kafka = settings.kafka
-    return {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "group.id": kafka.group_id,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "statistics.interval.ms": 5000,  # consumer lag for the metrics
-        "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_MESSAGES_KBYTES,
-        **kafka.client,
-        **kafka.consumer,
-    }
-
-
 def settle_garbage_collector() -> None:
     """For a long-running worker process, once everything is imported and configured: collect,
     then freeze what survived (modules, settings, clients) so that later collections of the
@@ -82,11 +60,6 @@ def settle_garbage_collector() -> None:
     the collector still has to look at are the records and batches in flight."""
     gc.collect()
     gc.freeze()
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    kafka = settings.kafka
-    return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.client, **kafka.producer}
 
 
 class Worker:
@@ -158,7 +131,7 @@ class Worker:
                 self._consumer.close()
             raise ConfigError(
                 f"kafka.client / kafka.consumer / kafka.producer: librdkafka refused the "
-                f"settings: {_kafka_error_text(error)}"
+                f"settings: {kafka_error_text(error)}"
             ) from None
         health = await self._start_health_server()
         timeout = aiohttp.ClientTimeout(total=self.settings.graph.timeout_seconds)
@@ -647,17 +620,6 @@ def _record_consumer_lag(statistics_json: str) -> None:
                     metrics.CONSUMER_LAG.labels(topic, partition).set(lag)
     except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
         log.debug("Unreadable librdkafka statistics; error=%s", error)
-
-
-_QUOTED_VALUE = re.compile(r'value "[^"]*"')
-
-
-def _kafka_error_text(error: KafkaException) -> str:
-    """librdkafka's words, without the value it quotes (`Invalid value "..." for configuration
-    property ...`): a misplaced secret must not reach the log."""
-    first = error.args[0] if error.args else None
-    text = first.str() if isinstance(first, KafkaError) else str(error)
-    return _QUOTED_VALUE.sub("value (not shown)", text)
 
 
 def _reason(invalid: Invalid, destination: DestinationSettings | None) -> DeadLetterReason:

@@ -30,25 +30,27 @@ import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from worker.config import DestinationSettings, GraphSettings
-from worker.ops import metrics
-from worker.stream.graph_errors import (
+from worker.capi.graph_errors import (
     APPSECRET_PROOF_MARKER,
     ErrorKind,
     GraphError,
     parse_graph_error,
     transport_error,
 )
+from worker.capi.rules import MAX_EVENTS_PER_REQUEST
+from worker.telemetry import metrics
+
+if TYPE_CHECKING:  # settings are read, never built here: capi sits below worker.config
+    from worker.config import DestinationSettings, GraphSettings
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS_PER_REQUEST = 1000
 _BODY_PREFIX = b'{"data":['
 _MAX_EXPONENT = 30  # 2**30 * any sane initial backoff is far past any max_backoff_seconds
 

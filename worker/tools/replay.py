@@ -30,9 +30,10 @@ from rich.table import Table
 
 from worker.config import Settings
 from worker.decode import build_decoder, read_headers
+from worker.kafka_config import consumer_config
 from worker.mapping.result import Invalid, Mapped, Skipped
 from worker.pipeline import decode_record, map_for_destinations
-from worker.stream.runner import Worker, consumer_config
+from worker.stream.runner import Worker
 
 PartitionKey = tuple[str, int]
 OUTSIDE_WINDOW = "outside_replay_window"

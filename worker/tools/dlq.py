@@ -35,7 +35,8 @@ from rich.table import Table
 from rich.text import Text
 
 from worker.config import DestinationSettings, Settings
-from worker.ops.dlq_reader import (
+from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
+from worker.tools.dlq_reader import (
     REDRIVE_COUNT_HEADER,
     DeadLetter,
     DeadLetterFilter,
@@ -44,7 +45,6 @@ from worker.ops.dlq_reader import (
     Header,
     format_time,
 )
-from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,7 +90,7 @@ def run_dlq_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_filter(args: argparse.Namespace, now: float) -> DeadLetterFilter:
-    from worker.ops.timeparse import parse_time
+    from worker.tools.timeparse import parse_time
 
     since = None if args.since is None else parse_time(args.since, now)
     until = None if args.until is None else parse_time(args.until, now)
@@ -489,7 +489,7 @@ def _publish(settings: Settings, plans: Sequence[SourcePlan]) -> None:
     """Produce every plan, wait for the acknowledgements; failures land in `plan.error`."""
     from confluent_kafka import KafkaError, Message, Producer
 
-    from worker.stream.runner import producer_config
+    from worker.kafka_config import producer_config
 
     producer = Producer({"acks": "all", "linger.ms": 20, **producer_config(settings)})
 
@@ -603,7 +603,7 @@ def plan_pixel_redrive(
 async def _deliver(settings: Settings, plans: Sequence[_PixelPlan]) -> None:
     import aiohttp
 
-    from worker.stream.delivery import GraphDelivery
+    from worker.capi.delivery import GraphDelivery
 
     by_destination: dict[str, list[_Target]] = {}
     for plan in plans:
