@@ -36,7 +36,7 @@ from tests.monitoring import (
     rule_groups,
     write_rule_file,
 )
-from worker.ops import metrics
+from worker.telemetry import metrics
 
 RUNBOOKS = ROOT / "docs" / "observability.md"
 KUBERNETES_VERSION = "1.30"  # the oldest minor release still supported upstream when written
