@@ -11,9 +11,11 @@ import pytest
 
 import worker.stream.runner as runner
 from worker.config import parse_settings
+from worker.destination_set import DestinationSet
 from worker.mapping.result import Invalid, Mapped
 from worker.stream.batcher import Batch
 from worker.stream.dead_letter import DeadLetterReason
+from worker.stream.destination_reload import DestinationChanges
 from worker.stream.watermark import InFlightRecord
 
 SETTINGS = parse_settings(
@@ -177,3 +179,28 @@ def test_a_routing_failure_is_one_dead_letter_without_a_destination(
     )
     assert record.remaining == 1
     assert harness.position(0) == 9
+
+
+def test_a_reload_cuts_the_batches_of_replaced_destinations_under_their_old_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch)
+    harness.handle([Message(0, 0, {"id": "a", "shop": "ok", "blog": "ok"})])
+    old_shop = harness.worker._destinations.get("shop")
+    rotated = parse_settings(
+        {
+            "kafka": {"bootstrap_servers": "b:9092", "topics": ["t"], "dead_letter_topic": "d"},
+            "destinations": [{"name": "shop", "pixel_id": "1", "access_token": "rotated"}],
+        }
+    )
+    new_set = DestinationSet(rotated.destinations)
+    harness.worker._swap_destinations(
+        new_set, DestinationChanges(added=(), removed=("blog",), changed=("shop",))
+    )
+    assert [b.destination.name for b in harness.sent] == ["blog", "shop"]
+    assert harness.sent[1].destination is old_shop  # mapped and sent with the old token
+    assert harness.worker._batcher.drain() == []
+    harness.handle([Message(0, 1, {"id": "b", "shop": "ok"})])
+    [open_batch] = harness.worker._batcher.drain()
+    assert open_batch.destination is new_set.get("shop")
+    assert open_batch.destination.access_token.get_secret_value() == "rotated"

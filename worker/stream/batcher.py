@@ -7,7 +7,7 @@ record, not a tree of Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from worker.capi.delivery import EncodedEvents
@@ -85,6 +85,11 @@ class PixelBatcher:
             return None
         oldest = min(batch.opened_at for batch in self._open.values())
         return max(0.0, oldest + self._linger - self._clock())
+
+    def cut(self, names: Iterable[str]) -> list[Batch]:
+        """The open batches of these destinations, regardless of linger (a reload replaced or
+        removed them)."""
+        return [self._close(name) for name in names if name in self._open]
 
     def drain(self) -> list[Batch]:
         """Every open batch, regardless of linger (revoke, shutdown)."""

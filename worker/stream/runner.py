@@ -33,6 +33,7 @@ from worker.pipeline import NOT_ROUTED, map_routed
 from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.breaker import CircuitOpen, FailureBreaker
 from worker.stream.dead_letter import DeadLetterReason, DeadLetterWriter
+from worker.stream.destination_reload import DestinationChanges, DestinationReloader, ReloadSource
 from worker.stream.gate import RecordGate
 from worker.stream.stats import WorkerStats
 from worker.stream.watermark import (
@@ -72,6 +73,7 @@ class Worker:
         gate: RecordGate | None = None,
         *,
         on_health_port: Callable[[int], None] | None = None,
+        reload_from: ReloadSource | None = None,
     ) -> None:
         self.settings = settings
         self._gate = gate
@@ -80,6 +82,16 @@ class Worker:
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
         self._destinations = DestinationSet(settings.destinations)
+        self._reloader = (
+            None
+            if reload_from is None
+            else DestinationReloader(
+                reload_from,
+                self._destinations,
+                settings.runtime.reload_interval_seconds,
+                self._swap_destinations,
+            )
+        )
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
         batching = settings.batching
@@ -106,6 +118,20 @@ class Worker:
     def outstanding_events(self) -> int:
         """Events batched, in flight or waiting for a dead-letter acknowledgement."""
         return self._outstanding_events
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the destinations (see destination_reload.py)."""
+        if self._reloader is None:
+            log.warning("Reload requested, but this worker was not started from a file")
+        else:
+            self._reloader.request()
+
+    def _swap_destinations(self, destinations: DestinationSet, changes: DestinationChanges) -> None:
+        """Batches of removed or changed destinations are cut and sent under the settings they
+        were mapped with; records mapped from now on see the new set."""
+        for batch in self._batcher.cut(changes.replaced):
+            self._send(batch)
+        self._destinations = destinations
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -155,6 +181,9 @@ class Worker:
                 asyncio.create_task(self._commit_periodically()),
                 asyncio.create_task(self._log_progress()),
             ]
+            metrics.DESTINATIONS.set(len(self._destinations))
+            if self._reloader is not None:
+                background.append(asyncio.create_task(self._reloader.run()))
             consuming = asyncio.create_task(self._consume_loop())
             stopped = asyncio.create_task(stop.wait())
             try:
