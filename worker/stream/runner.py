@@ -80,6 +80,7 @@ class Worker:
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
         self._destinations = DestinationSet(settings.destinations)
+        self.stats.expect(self._destinations)
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
         batching = settings.batching
