@@ -78,6 +78,8 @@ def transform_lines(settings: Settings, lines: IO[bytes], out: IO[bytes], now: f
             row: dict[str, Any]
             if isinstance(result, Mapped):
                 row = {"pixel_id": destination.pixel_id, "event": result.event}
+                if result.test_event_code is not None:
+                    row["test_event_code"] = result.test_event_code
             elif isinstance(result, Skipped):
                 row = {"skipped": result.reason}
             else:
