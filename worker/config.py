@@ -22,23 +22,11 @@ from pydantic import (
     model_validator,
 )
 
+from worker.capi.rules import MAX_EVENTS_PER_REQUEST, ActionSource
 from worker.mapping.phone import has_calling_code
 
 REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 DEFAULT_AVRO_SCHEMA = REPO_SCHEMAS / "segment_event.avsc"
-
-ActionSource = Literal[
-    "email",
-    "website",
-    "app",
-    "phone_call",
-    "chat",
-    "physical_store",
-    "system_generated",
-    "business_messaging",
-    "other",
-]
-ACTION_SOURCES: frozenset[str] = frozenset(ActionSource.__args__)  # type: ignore[attr-defined]
 
 # RudderStack's default list of PII properties that never reach custom_data unhashed.
 DEFAULT_PII_DENYLIST: tuple[str, ...] = (
@@ -226,7 +214,7 @@ class GraphSettings(StrictModel):
 
 
 class BatchingSettings(StrictModel):
-    max_events: int = Field(default=1000, ge=1, le=1000)
+    max_events: int = Field(default=MAX_EVENTS_PER_REQUEST, ge=1, le=MAX_EVENTS_PER_REQUEST)
     linger_ms: int = Field(default=200, ge=0)
     max_bytes: int = Field(default=2_000_000, ge=1024)
     # Above this many events not yet done, partitions are paused (backpressure).

@@ -66,7 +66,7 @@ def test_graph_emulator_command_serves_the_events_endpoint() -> None:
                 "Content-Type": "application/json",
             },
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
@@ -85,11 +85,14 @@ def test_graph_emulator_command_serves_the_events_endpoint() -> None:
 
 
 def test_demo_runs_the_whole_pipeline_and_exits_cleanly() -> None:
-    started = time.monotonic()
+    # Deadlines, not timings (the demo's own --timeout, then the process's): generous enough
+    # for a machine running at half speed.
     result = subprocess.run(
-        [*CLI, "demo", "--events", "1500"], capture_output=True, text=True, timeout=120
+        [*CLI, "demo", "--events", "1500", "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "delivered to shop (pixel 1111111111)" in out
@@ -98,4 +101,3 @@ def test_demo_runs_the_whole_pipeline_and_exits_cleanly() -> None:
     assert "map/event_time_too_old" in out
     assert "map/invalid_value" in out
     assert "deliver/invalid_token" in out
-    assert elapsed < 60

@@ -616,7 +616,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, timeout: float = 15.0) -> bool:
+def _wait_for_port(port: int, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -9,15 +9,17 @@ from typing import Any
 import pytest
 
 from worker.capi.contract import (
-    ACTION_SOURCES,
-    CUSTOMER_INFORMATION_PARAMETERS,
-    HASHED_FIELDS,
-    MAX_EVENTS_PER_REQUEST,
     ContractViolation,
     Subcode,
     is_sha256_hex,
     validate_event,
     validate_request,
+)
+from worker.capi.rules import (
+    ACTION_SOURCES,
+    CUSTOMER_INFORMATION_PARAMETERS,
+    HASHED_FIELDS,
+    MAX_EVENTS_PER_REQUEST,
 )
 
 NOW = 1_700_000_000.0

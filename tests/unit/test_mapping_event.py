@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from worker.capi.contract import validate_event
-from worker.config import ACTION_SOURCES, DestinationSettings
+from worker.capi.rules import ACTION_SOURCES
+from worker.config import DestinationSettings
 from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.normalize import normalize_and_hash

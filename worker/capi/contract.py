@@ -17,55 +17,15 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
-INVALID_PARAMETER_CODE = 100
-MAX_EVENTS_PER_REQUEST = 1000
-MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
-MAX_PHYSICAL_STORE_EVENT_AGE_SECONDS = 62 * 24 * 3600
-MAX_SECONDS_IN_FUTURE = 60
-
-ACTION_SOURCES: frozenset[str] = frozenset(
-    {
-        "email",
-        "website",
-        "app",
-        "phone_call",
-        "chat",
-        "physical_store",
-        "system_generated",
-        "business_messaging",
-        "other",
-    }
-)
-HASHED_FIELDS: tuple[str, ...] = (
-    "em",
-    "ph",
-    "fn",
-    "ln",
-    "ge",
-    "db",
-    "ct",
-    "st",
-    "zp",
-    "country",
-    "external_id",
-)
-# Meta's "customer information parameters": any one of them identifies who the event is about.
-CUSTOMER_INFORMATION_PARAMETERS: tuple[str, ...] = (
-    *HASHED_FIELDS,
-    "client_ip_address",
-    "client_user_agent",
-    "fbc",
-    "fbp",
-    "subscription_id",
-    "fb_login_id",
-    "lead_id",
-    "anon_id",
-    "madid",
-    "page_id",
-    "page_scoped_user_id",
-    "ctwa_clid",
-    "ig_account_id",
-    "ig_sid",
+from worker.capi.rules import (
+    ACTION_SOURCES,
+    CUSTOMER_INFORMATION_PARAMETERS,
+    HASHED_FIELDS,
+    INVALID_PARAMETER_CODE,
+    MAX_EVENTS_PER_REQUEST,
+    is_in_future,
+    is_too_old,
+    max_event_age_days,
 )
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -267,11 +227,8 @@ def _envelope_violation(event: Event, now: float) -> ContractViolation | None:
             f"The action_source value {action_source!r} is not valid. Allowed values: "
             f"{', '.join(sorted(ACTION_SOURCES))}.",
         )
-    if action_source == "physical_store":
-        max_age, days = MAX_PHYSICAL_STORE_EVENT_AGE_SECONDS, 62
-    else:
-        max_age, days = MAX_EVENT_AGE_SECONDS, 7
-    if now - event_time > max_age:
+    if is_too_old(event_time, now, action_source):
+        days = max_event_age_days(action_source)
         return _invalid(
             Subcode.EVENT_TIME_TOO_OLD,
             "Event Timestamp Too Old",
@@ -279,7 +236,7 @@ def _envelope_violation(event: Event, now: float) -> ContractViolation | None:
             f"from your server within {days} days of when they occurred. Enter a timestamp "
             f"that has occurred within the last {days} days.",
         )
-    if event_time - now > MAX_SECONDS_IN_FUTURE:
+    if is_in_future(event_time, now):
         return _invalid(
             Subcode.EVENT_TIME_IN_FUTURE,
             "Event Timestamp In The Future",

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from worker.capi.contract import validate_event
-from worker.config import ACTION_SOURCES, DestinationSettings
+from worker.capi.rules import (
+    ACTION_SOURCES,
+    MAX_SECONDS_IN_FUTURE,
+    is_in_future,
+    is_too_old,
+    max_event_age_days,
+)
+from worker.config import DestinationSettings
 from worker.mapping import reasons
 from worker.mapping.app_data import advertising_id, build_app_data
 from worker.mapping.consent import has_consent
@@ -29,9 +36,9 @@ from worker.mapping.ldu import data_processing_options
 from worker.mapping.names import IDENTIFY_EVENT_NAME, page_event_name, track_event_name
 from worker.mapping.options import integration_options
 from worker.mapping.paths import first_present
-from worker.mapping.plan import DestinationPlan, plan_for
+from worker.mapping.plan import DestinationPlan, build_plan
 from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
-from worker.mapping.timefields import MAX_FUTURE_SECONDS, max_age_seconds, parse_timestamp_ms
+from worker.mapping.timefields import parse_timestamp_ms
 from worker.mapping.user_data import build_user_data, has_customer_information
 
 FORWARDED_TYPES = frozenset({"track", "page", "screen", "identify"})
@@ -39,10 +46,16 @@ _EMPTY: dict[str, Any] = {}
 _ACTION_SOURCE_KEYS = ("action_source", "actionSource")
 
 
-def map_event(message: Any, destination: DestinationSettings, now: float) -> MapResult:
-    """Map `message` for `destination` as of `now` (Unix seconds)."""
+def map_event(
+    message: Any,
+    destination: DestinationSettings,
+    now: float,
+    plan: DestinationPlan | None = None,
+) -> MapResult:
+    """Map `message` for `destination` as of `now` (Unix seconds). `plan` is the destination's
+    plan from its destination set; without one it is built for this call."""
     try:
-        return _map(message, plan_for(destination), now)
+        return _map(message, plan if plan is not None else build_plan(destination), now)
     except InvalidEvent as error:
         return Invalid(error.reason, error.message)
     except Exception as error:  # a bug in this package must cost one event, not the worker
@@ -252,17 +265,16 @@ def _action_source(
 
 
 def _check_time_window(event_time: int, now: float, action_source: str) -> None:
-    max_age = max_age_seconds(action_source)
-    if now - event_time > max_age:
+    if is_too_old(event_time, now, action_source):
         raise InvalidEvent(
             reasons.EVENT_TIME_TOO_OLD,
-            f"event_time {event_time} is more than {max_age // 86_400} days old; "
+            f"event_time {event_time} is more than {max_event_age_days(action_source)} days old; "
             "Meta rejects it (replay or redrive older data sooner)",
         )
-    if event_time - now > MAX_FUTURE_SECONDS:
+    if is_in_future(event_time, now):
         raise InvalidEvent(
             reasons.EVENT_TIME_IN_FUTURE,
-            f"event_time {event_time} is more than {MAX_FUTURE_SECONDS} s in the future; "
+            f"event_time {event_time} is more than {MAX_SECONDS_IN_FUTURE} s in the future; "
             "check the producer's clock",
         )
 

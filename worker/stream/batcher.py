@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from worker.capi.delivery import EncodedEvents
 from worker.config import DestinationSettings
-from worker.stream.delivery import EncodedEvents
 from worker.stream.watermark import InFlightRecord
 
 # Bytes of `{"data":[` ... `]}` around the events.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from worker.ops import metrics
+from worker.telemetry import metrics
 
 
 @dataclass

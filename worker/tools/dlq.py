@@ -35,7 +35,9 @@ from rich.table import Table
 from rich.text import Text
 
 from worker.config import DestinationSettings, Settings
-from worker.ops.dlq_reader import (
+from worker.destination_set import DestinationSet
+from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
+from worker.tools.dlq_reader import (
     REDRIVE_COUNT_HEADER,
     DeadLetter,
     DeadLetterFilter,
@@ -44,7 +46,6 @@ from worker.ops.dlq_reader import (
     Header,
     format_time,
 )
-from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,7 +91,7 @@ def run_dlq_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_filter(args: argparse.Namespace, now: float) -> DeadLetterFilter:
-    from worker.ops.timeparse import parse_time
+    from worker.tools.timeparse import parse_time
 
     since = None if args.since is None else parse_time(args.since, now)
     until = None if args.until is None else parse_time(args.until, now)
@@ -489,7 +490,7 @@ def _publish(settings: Settings, plans: Sequence[SourcePlan]) -> None:
     """Produce every plan, wait for the acknowledgements; failures land in `plan.error`."""
     from confluent_kafka import KafkaError, Message, Producer
 
-    from worker.stream.runner import producer_config
+    from worker.kafka_config import producer_config
 
     producer = Producer({"acks": "all", "linger.ms": 20, **producer_config(settings)})
 
@@ -564,6 +565,7 @@ def plan_pixel_redrive(
     settings: Settings,
     decoder: Any,
     now: float,
+    destination_set: DestinationSet | None = None,
 ) -> _PixelPlan:
     """Decode and map `record` with the current configuration, for its destination only (or
     every routed destination when it was dead-lettered before routing, at decode)."""
@@ -571,9 +573,9 @@ def plan_pixel_redrive(
     from worker.pipeline import decode_record, map_for_destinations
 
     plan = _PixelPlan(record)
-    destinations = list(settings.destinations)
+    destinations = destination_set or DestinationSet(settings.destinations)
     wanted = record.destination
-    if wanted is not None and wanted not in {d.name for d in destinations}:
+    if wanted is not None and destinations.get(wanted) is None:
         plan.targets.append(
             _Target(wanted, record.pixel_id, "failed", "destination is not in this configuration")
         )
@@ -605,7 +607,7 @@ def plan_pixel_redrive(
 async def _deliver(settings: Settings, plans: Sequence[_PixelPlan]) -> None:
     import aiohttp
 
-    from worker.stream.delivery import GraphDelivery
+    from worker.capi.delivery import GraphDelivery
 
     by_destination: dict[tuple[str, str | None], list[_Target]] = {}
     for plan in plans:
@@ -645,7 +647,8 @@ def redrive_to_pixel(
 
     decoder = build_decoder(settings.decoding)
     now = time.time()
-    plans = [plan_pixel_redrive(record, settings, decoder, now) for record in records]
+    destinations = DestinationSet(settings.destinations)
+    plans = [plan_pixel_redrive(record, settings, decoder, now, destinations) for record in records]
     if not dry_run:
         asyncio.run(_deliver(settings, plans))
     console = _console(out)

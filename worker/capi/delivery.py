@@ -30,25 +30,27 @@ import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from worker.config import DestinationSettings, GraphSettings
-from worker.ops import metrics
-from worker.stream.graph_errors import (
+from worker.capi.graph_errors import (
     APPSECRET_PROOF_MARKER,
     ErrorKind,
     GraphError,
     parse_graph_error,
     transport_error,
 )
+from worker.capi.rules import MAX_EVENTS_PER_REQUEST
+from worker.telemetry import metrics
+
+if TYPE_CHECKING:  # settings are read, never built here: capi sits below worker.config
+    from worker.config import DestinationSettings, GraphSettings
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS_PER_REQUEST = 1000
 _BODY_PREFIX = b'{"data":['
 _MAX_EXPONENT = 30  # 2**30 * any sane initial backoff is far past any max_backoff_seconds
 
@@ -356,6 +358,8 @@ class GraphDelivery:
             metrics.GRAPH_REQUEST_SECONDS.labels(target.name, outcome).observe(
                 time.perf_counter() - started
             )
+            if not isinstance(result, _Accepted):
+                metrics.GRAPH_ERRORS.labels(target.name, _error_code_label(result)).inc()
         if isinstance(result, GraphError) and result.is_retryable:
             if result.kind is ErrorKind.THROTTLED:
                 self._throttle(target.pixel_id, result.retry_after or 0.0)
@@ -508,6 +512,14 @@ def _outcome_label(result: _Accepted | GraphError) -> str:
     if result.kind is ErrorKind.THROTTLED:
         return "throttled"
     return "transient" if result.is_retryable else "error"
+
+
+def _error_code_label(error: GraphError | None) -> str:
+    if error is None:
+        return "no_response"
+    if error.code is not None:
+        return str(error.code)
+    return f"http_{error.http_status}"
 
 
 def _interpret(status: int, payload: bytes, headers: Any) -> _Accepted | GraphError:
