@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import phonenumbers
 import yaml
 from pydantic import (
     BaseModel,
@@ -23,7 +24,6 @@ from pydantic import (
 )
 
 from worker.capi.rules import MAX_EVENTS_PER_REQUEST, ActionSource
-from worker.mapping.phone import has_calling_code
 
 REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 DEFAULT_AVRO_SCHEMA = REPO_SCHEMAS / "segment_event.avsc"
@@ -143,7 +143,7 @@ class DestinationSettings(StrictModel):
         if value is None:
             return None
         code = value.strip().upper()
-        if not has_calling_code(code):
+        if not (len(code) == 2 and code.isalpha() and phonenumbers.country_code_for_region(code)):
             raise ValueError(
                 "must be an ISO 3166-1 alpha-2 country code with a telephone calling code, "
                 "such as GB or US"
