@@ -359,7 +359,9 @@ class Worker:
                     )
                 else:
                     record.remaining += 1
-                    for batch in self._batcher.add(destination, encoded, record):
+                    for batch in self._batcher.add(
+                        destination, encoded, record, result.test_event_code
+                    ):
                         self._send(batch)
                     continue
             elif isinstance(result, Skipped):
@@ -423,7 +425,9 @@ class Worker:
         started = time.monotonic()
         requests = 0
         try:
-            report = await self._delivery.deliver_encoded(destination, batch.encoded)
+            report = await self._delivery.deliver_encoded(
+                destination, batch.encoded, batch.test_event_code
+            )
             failures, requests = report.failures, report.requests
             self.stats.requests += requests
         except Exception as error:  # a bug of ours: keep the records, never lose them silently
