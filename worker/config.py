@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+import phonenumbers
 import yaml
 from pydantic import (
     BaseModel,
@@ -110,7 +111,12 @@ class DestinationSettings(StrictModel):
     categories_to_content_types: dict[str, str] = {}
     value_field_identifier: str = "price"
     external_id_field: str | None = None
+    # RudderStack's removeExternalId: send no external_id at all.
+    drop_external_id: bool = False
     default_action_source: ActionSource = "website"
+    # ISO 3166-1 alpha-2 country whose calling code completes a national phone number when the
+    # traits' address names no country.
+    default_phone_country: str | None = None
 
     limited_data_use: bool = False
     data_processing_options: list[str] = ["LDU"]
@@ -151,6 +157,19 @@ class DestinationSettings(StrictModel):
         if not value.isdigit():
             raise ValueError("must be the numeric id of the pixel (dataset), as a string")
         return value
+
+    @field_validator("default_phone_country")
+    @classmethod
+    def _known_phone_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if not (len(code) == 2 and code.isalpha() and phonenumbers.country_code_for_region(code)):
+            raise ValueError(
+                "must be an ISO 3166-1 alpha-2 country code with a telephone calling code, "
+                "such as GB or US"
+            )
+        return code
 
     @field_validator("access_token")
     @classmethod

@@ -361,6 +361,37 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
     assert first.terminate() == 0
 
 
+def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    codes = [None, "TEST_A", "TEST_B"]
+    records = []
+    for index, value in enumerate(valid_events(60, "codes")):
+        code = codes[index % 3]
+        if code is not None:
+            event = orjson.loads(value)
+            event["integrations"] = {"Facebook Conversions API": {"test_event_code": code}}
+            value = orjson.dumps(event)
+        records.append(value)
+    produce(pipeline.bootstrap, pipeline.source, records, partition=0)
+    shop_only = [{"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"}]
+    worker = pipeline.start_worker(pipeline.config(destinations=shop_only))
+
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 60,
+        60,
+        "the 60 events",
+        worker.log,
+    )
+    received = graph.received(SHOP_PIXEL)["pixels"][SHOP_PIXEL]
+    code_of = {item["event"]["event_id"]: item["test_event_code"] for item in received["events"]}
+    # The emulator records each request's code on its events: mixed in one request, the events
+    # of another code (or of none) would carry the wrong one.
+    assert code_of == {f"codes-{i}": codes[i % 3] for i in range(60)}
+    assert received["requests"] >= 3
+    assert worker.terminate() == 0
+
+
 def test_metrics_and_health_endpoints_report_the_running_worker(
     pipeline: Pipeline, graph: EmulatorClient
 ) -> None:

@@ -92,3 +92,15 @@ def test_cut_closes_the_open_batches_of_the_named_destinations_only() -> None:
     assert cut.destination is shop and len(cut) == 1
     assert batcher.buffered_events == 1
     assert [b.destination for b in batcher.drain()] == [blog]
+
+
+def test_events_with_their_own_test_event_code_are_batched_apart() -> None:
+    batcher = PixelBatcher(max_events=2, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
+    shop = _destination("shop")
+    assert not batcher.add(shop, *_event())
+    assert not batcher.add(shop, *_event(), "TEST1")
+    assert not batcher.add(shop, *_event(), "TEST2")
+    [ready] = batcher.add(shop, *_event(), "TEST1")
+    assert (ready.test_event_code, len(ready)) == ("TEST1", 2)
+    drained = {batch.test_event_code: len(batch) for batch in batcher.drain()}
+    assert drained == {None: 1, "TEST2": 1}
