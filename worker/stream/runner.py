@@ -11,6 +11,7 @@ Commit rule: a partition's offset moves only past records that are done, see wat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -81,6 +82,7 @@ class Worker:
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
         self._destinations = DestinationSet(settings.destinations)
+        self.stats.expect(self._destinations)
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
         batching = settings.batching
@@ -627,14 +629,23 @@ class Worker:
 
 
 def _record_consumer_lag(statistics_json: str) -> None:
-    """librdkafka statistics callback (kafka thread): consumer lag per assigned partition."""
+    """librdkafka statistics callback (kafka thread): consumer lag per assigned partition.
+
+    librdkafka keeps reporting a partition after it was revoked (`desired` false) with its last
+    lag: that series is removed, or the former owner would show a stale lag next to the new
+    owner's (a dashboard taking the max per partition would show it forever)."""
     try:
         statistics = orjson.loads(statistics_json)
         for topic, topic_stats in statistics.get("topics", {}).items():
             for partition, partition_stats in topic_stats.get("partitions", {}).items():
+                if partition == "-1":
+                    continue
                 lag = partition_stats.get("consumer_lag", -1)
-                if partition != "-1" and lag >= 0:
+                if partition_stats.get("desired", True) and lag >= 0:
                     metrics.CONSUMER_LAG.labels(topic, partition).set(lag)
+                else:
+                    with contextlib.suppress(KeyError):  # older prometheus_client raises
+                        metrics.CONSUMER_LAG.remove(topic, partition)
     except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
         log.debug("Unreadable librdkafka statistics; error=%s", error)
 
