@@ -25,6 +25,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from worker.capi.delivery import EventFailure, GraphDelivery
+from worker.capi.match_quality import count_keys, user_data_signature
 from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
 from worker.destination_set import DestinationSet
@@ -392,7 +393,11 @@ class Worker:
                 else:
                     record.remaining += 1
                     for batch in self._batcher.add(
-                        destination, encoded, record, result.test_event_code
+                        destination,
+                        encoded,
+                        record,
+                        result.test_event_code,
+                        user_data_signature(result.event),
                     ):
                         self._send(batch)
                     continue
@@ -484,7 +489,8 @@ class Worker:
                 if self._may_dead_letter(why):
                     writes.append(self._dead_letter_now(record, why))
         delivered = len(records) - len(failed_at)
-        self.stats.count_delivered(destination.name, destination.pixel_id, delivered)
+        keys = count_keys(batch.user_data_keys, failed_at)
+        self.stats.count_delivered(destination.name, destination.pixel_id, delivered, keys)
         self._breaker.succeeded(delivered)
         log.info(
             "Batch done; destination=%s events=%d delivered=%d dead_lettered=%d requests=%d "
