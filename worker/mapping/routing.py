@@ -20,7 +20,7 @@ from worker.mapping.plan import plan_for
 
 
 def is_routed(
-    message: dict[str, Any],
+    message: Any,  # any decoded JSON value: compiled code enforces annotations (setup.py)
     headers: Mapping[str, bytes | None] | None,
     destination: DestinationSettings,
 ) -> bool:
