@@ -10,7 +10,7 @@ COMPILED_SOURCES := $(filter-out %/__init__.py,$(wildcard worker/mapping/*.py))
 # What `make test` must find: the compiled build, or with CAPI_WORKER_PURE_PYTHON=1 the pure one.
 EXPECTED_BUILD := $(if $(filter-out 0,$(CAPI_WORKER_PURE_PYTHON)),pure Python,compiled)
 
-.PHONY: install install-docker-compose demo test lint format emulator soak bench clean
+.PHONY: install install-docker-compose install-prometheus prometheus-rules demo test lint format emulator soak bench clean
 
 # Editable install (the tests import the source tree), then the mapping compiled in place:
 # the compiled modules sit beside their sources and win the import unless
@@ -35,18 +35,35 @@ install-docker-compose:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 
+# tests/e2e/test_monitoring.py runs `promtool` (rule unit tests, rule checks) and
+# tests/integration/test_prometheus_live.py runs `prometheus`: both come in Debian's package
+# `prometheus` (~12 packages, 30 s here; no recommends, so no node exporter). Installed only
+# when missing; sudo unless root.
+install-prometheus:
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# deploy/prometheus/capi-worker.rules.yaml from the chart's PrometheusRule (default values).
+prometheus-rules: $(STAMP)
+	$(BIN)/python tests/monitoring.py
+
 demo: install
 	$(BIN)/capi-worker demo
 
-test: install install-docker-compose
+test: install install-docker-compose install-prometheus
 	$(BIN)/ruff check worker tests
 	$(BIN)/ruff format --check worker tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	CAPI_WORKER_EXPECTED_BUILD="$(EXPECTED_BUILD)" $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix worker tests

@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
+from worker.capi.delivery import DeliveryReport, GraphDelivery
 from worker.config import DestinationSettings, GraphSettings
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread
-from worker.stream.delivery import DeliveryReport, GraphDelivery
 
 pytestmark = pytest.mark.integration
 
@@ -209,7 +210,7 @@ def test_throttled_then_success_waits_at_least_retry_after(
 ) -> None:
     client.inject_fault(count=1, status=400, error_code=4, retry_after=1)
     fake = FakeTime()
-    with caplog.at_level(logging.WARNING, logger="worker.stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="worker.capi.delivery"):
         report = deliver(graph, batch(20), fake=fake)
     assert (report.delivered, report.failures) == (20, [])
     assert (report.requests, report.retries) == (2, 1)
@@ -238,6 +239,40 @@ def test_transient_failure_then_success(
     assert (report.delivered, report.failures) == (10, [])
     assert (report.requests, report.retries) == (2, 1)
     assert summary(client)["unique_events"] == 10
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        pytest.param({"status": 400, "error_code": 4}, "4", id="throttled-code-4"),
+        pytest.param({"status": 500, "error_code": 2, "is_transient": True}, "2", id="code-2"),
+        pytest.param({"status": 503}, "http_503", id="http-503-without-a-code"),
+        pytest.param({"drop_connection": True}, "no_response", id="dropped-connection"),
+    ],
+)
+def test_failed_requests_are_counted_by_graph_error_code(
+    graph: GraphSettings, client: EmulatorClient, fault: dict[str, Any], code: str
+) -> None:
+    name = f"codes-{code}"  # a destination of its own: the counter is process-wide
+
+    def failed(code: str) -> float:
+        labels = {"destination": name, "code": code}
+        return REGISTRY.get_sample_value("capi_graph_errors_total", labels) or 0.0
+
+    client.inject_fault(count=2, **fault)
+    report = deliver(graph, batch(5), dest=destination(name=name))
+    assert (report.delivered, report.requests) == (5, 3)
+    assert failed(code) == 2.0
+    assert failed("190") == 0.0
+
+
+def test_an_invalid_token_is_counted_as_code_190(
+    graph: GraphSettings, client: EmulatorClient
+) -> None:
+    name = "codes-token"
+    deliver(graph, batch(5), dest=destination(name=name, access_token="EAAB-expired"))
+    labels = {"destination": name, "code": "190"}
+    assert REGISTRY.get_sample_value("capi_graph_errors_total", labels) == 1.0
 
 
 def test_retries_stop_after_max_retry_seconds(graph: GraphSettings, client: EmulatorClient) -> None:

@@ -107,7 +107,7 @@ def test_duplicate_destination_names_are_refused() -> None:
 
 
 def test_librdkafka_settings_pass_through_for_consumer_and_producer() -> None:
-    from worker.stream.runner import consumer_config, producer_config
+    from worker.kafka_config import consumer_config, producer_config
 
     raw = _minimal()
     raw["kafka"] = {

@@ -6,13 +6,14 @@ import base64
 from typing import Any
 
 from worker.config import DestinationSettings, Settings
-from worker.ops.dlq import (
+from worker.kafka_config import inspection_consumer_config
+from worker.tools.dlq import (
     plan_pixel_redrive,
     plan_source_redrive,
     previous_redrives,
     record_json,
 )
-from worker.ops.dlq_reader import DeadLetter, DeadLetterFilter, inspection_consumer_config
+from worker.tools.dlq_reader import DeadLetter, DeadLetterFilter
 
 SHOP = DestinationSettings(name="shop", pixel_id="1", access_token="t")  # type: ignore[arg-type]
 BLOG = DestinationSettings(name="blog", pixel_id="2", access_token="t")  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.stream.graph_errors import (
+from worker.capi.graph_errors import (
     ErrorKind,
     GraphError,
     classify,

@@ -6,9 +6,9 @@ import urllib.request
 
 import orjson
 
-import worker.ops.metrics  # noqa: F401  (registers the capi_* metrics)
-from worker.ops.health import HealthChecks, heartbeat_check, start_health_server
-from worker.ops.logs import JsonLinesFormatter
+import worker.telemetry.metrics  # noqa: F401  (registers the capi_* metrics)
+from worker.telemetry.health import HealthChecks, heartbeat_check, start_health_server
+from worker.telemetry.logs import JsonLinesFormatter
 
 
 def test_liveness_fails_when_the_poll_loop_has_not_turned_within_the_timeout() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from worker.mapping.timefields import max_age_seconds, parse_timestamp_ms
+from worker.capi.rules import max_event_age_seconds as max_age_seconds
+from worker.mapping.timefields import parse_timestamp_ms
 
 T = 1_700_000_000  # 2023-11-14T22:13:20Z
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from worker.capi.rules import HASHED_FIELDS
 from worker.mapping import geo
 from worker.mapping.normalize import (
     HASH_CACHE_SIZE,
-    HASHED_FIELDS,
     MAX_VALUE_LENGTH,
     clear_hash_cache,
     hash_cache_info,

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from facebook_business.adobjects.serverside.normalize import Normalize
 
-from worker.mapping.normalize import HASHED_FIELDS, is_sha256_hex, normalize, normalize_and_hash
+from worker.capi.rules import HASHED_FIELDS
+from worker.mapping.normalize import is_sha256_hex, normalize, normalize_and_hash
 
 # Why a row differs from the SDK.
 SDK_RAISES = "SDK raises on it; we drop the value (None) and never raise"

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker.config import parse_settings
-from worker.ops.logs import configure_logging
 from worker.stream import supervisor
 from worker.stream.supervisor import (
     EXIT_FAILED,
@@ -21,6 +20,7 @@ from worker.stream.supervisor import (
     merge_metrics,
     tag_log_lines,
 )
+from worker.telemetry.logs import configure_logging
 
 RAW: dict[str, Any] = {
     "kafka": {
@@ -142,10 +142,10 @@ def test_exit_codes_are_described_with_the_signal_that_killed() -> None:
 def test_a_refused_librdkafka_value_is_not_echoed_in_the_start_up_error() -> None:
     from confluent_kafka import Consumer, KafkaException
 
-    from worker.stream.runner import _kafka_error_text
+    from worker.kafka_config import kafka_error_text
 
     with pytest.raises(KafkaException) as refused:
         Consumer({"group.id": "g", "security.protocol": "EAAB-secret-in-the-wrong-place"})
-    text = _kafka_error_text(refused.value)
+    text = kafka_error_text(refused.value)
     assert "EAAB-secret" not in text
     assert text == 'Invalid value (not shown) for configuration property "security.protocol"'

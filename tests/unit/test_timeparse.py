@@ -1,6 +1,6 @@
 import pytest
 
-from worker.ops.timeparse import parse_time
+from worker.tools.timeparse import parse_time
 
 NOW = 1_800_000_000.0
 

@@ -17,55 +17,15 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
-INVALID_PARAMETER_CODE = 100
-MAX_EVENTS_PER_REQUEST = 1000
-MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
-MAX_PHYSICAL_STORE_EVENT_AGE_SECONDS = 62 * 24 * 3600
-MAX_SECONDS_IN_FUTURE = 60
-
-ACTION_SOURCES: frozenset[str] = frozenset(
-    {
-        "email",
-        "website",
-        "app",
-        "phone_call",
-        "chat",
-        "physical_store",
-        "system_generated",
-        "business_messaging",
-        "other",
-    }
-)
-HASHED_FIELDS: tuple[str, ...] = (
-    "em",
-    "ph",
-    "fn",
-    "ln",
-    "ge",
-    "db",
-    "ct",
-    "st",
-    "zp",
-    "country",
-    "external_id",
-)
-# Meta's "customer information parameters": any one of them identifies who the event is about.
-CUSTOMER_INFORMATION_PARAMETERS: tuple[str, ...] = (
-    *HASHED_FIELDS,
-    "client_ip_address",
-    "client_user_agent",
-    "fbc",
-    "fbp",
-    "subscription_id",
-    "fb_login_id",
-    "lead_id",
-    "anon_id",
-    "madid",
-    "page_id",
-    "page_scoped_user_id",
-    "ctwa_clid",
-    "ig_account_id",
-    "ig_sid",
+from worker.capi.rules import (
+    ACTION_SOURCES,
+    CUSTOMER_INFORMATION_PARAMETERS,
+    HASHED_FIELDS,
+    INVALID_PARAMETER_CODE,
+    MAX_EVENTS_PER_REQUEST,
+    is_in_future,
+    is_too_old,
+    max_event_age_days,
 )
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -100,6 +60,8 @@ class Subcode(IntEnum):
     CURRENCY_INVALID = 2804113
     CONTENTS_INVALID = 2804114
     DATA_PROCESSING_OPTIONS_INVALID = 2804115
+    APP_DATA_MISSING = 2804116
+    APP_DATA_INVALID = 2804117
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +138,54 @@ def validate_event(
         violation = _custom_data_violation(event)
     if violation is None:
         violation = _data_processing_options_violation(event)
+    if violation is None and event["action_source"] == "app":
+        violation = _app_data_violation(event)
     return violation
+
+
+# extinfo's first entry: Meta's extinfo version, a2 for Android apps and i2 for iOS apps.
+EXTINFO_VERSIONS: frozenset[str] = frozenset({"a2", "i2"})
+EXTINFO_LENGTH = 16
+_TRACKING_FLAGS = ("advertiser_tracking_enabled", "application_tracking_enabled")
+
+
+def app_data_problem(app_data: Any) -> str | None:
+    """What makes `app_data` unacceptable to Meta, as `app_data.<field> ...`; None when fine.
+
+    Both tracking flags are 0/1 (or booleans); `extinfo` is a list of 16 strings whose first
+    is `a2` or `i2`.
+    """
+    if not isinstance(app_data, dict):
+        return "app_data must be an object"
+    for flag in _TRACKING_FLAGS:
+        if app_data.get(flag) not in (0, 1):  # True == 1 and False == 0
+            return f"app_data.{flag} is required: 1 or 0"
+    extinfo = app_data.get("extinfo")
+    if not (
+        isinstance(extinfo, list)
+        and len(extinfo) == EXTINFO_LENGTH
+        and all(isinstance(item, str) for item in extinfo)
+        and extinfo[0] in EXTINFO_VERSIONS
+    ):
+        return (
+            f"app_data.extinfo must be a list of {EXTINFO_LENGTH} strings starting with the "
+            "extinfo version a2 (Android) or i2 (iOS)"
+        )
+    return None
+
+
+def _app_data_violation(event: Event) -> ContractViolation | None:
+    """An app event carries app_data with its tracking flags and device information."""
+    if "app_data" not in event:
+        return _invalid(
+            Subcode.APP_DATA_MISSING,
+            "Missing App Data",
+            "The app_data parameter is required for events whose action_source is app.",
+        )
+    problem = app_data_problem(event["app_data"])
+    if problem is None:
+        return None
+    return _invalid(Subcode.APP_DATA_INVALID, "Invalid App Data", f"{problem}.")
 
 
 def is_sha256_hex(value: Any) -> bool:
@@ -218,11 +227,8 @@ def _envelope_violation(event: Event, now: float) -> ContractViolation | None:
             f"The action_source value {action_source!r} is not valid. Allowed values: "
             f"{', '.join(sorted(ACTION_SOURCES))}.",
         )
-    if action_source == "physical_store":
-        max_age, days = MAX_PHYSICAL_STORE_EVENT_AGE_SECONDS, 62
-    else:
-        max_age, days = MAX_EVENT_AGE_SECONDS, 7
-    if now - event_time > max_age:
+    if is_too_old(event_time, now, action_source):
+        days = max_event_age_days(action_source)
         return _invalid(
             Subcode.EVENT_TIME_TOO_OLD,
             "Event Timestamp Too Old",
@@ -230,7 +236,7 @@ def _envelope_violation(event: Event, now: float) -> ContractViolation | None:
             f"from your server within {days} days of when they occurred. Enter a timestamp "
             f"that has occurred within the last {days} days.",
         )
-    if event_time - now > MAX_SECONDS_IN_FUTURE:
+    if is_in_future(event_time, now):
         return _invalid(
             Subcode.EVENT_TIME_IN_FUTURE,
             "Event Timestamp In The Future",
@@ -303,6 +309,12 @@ def _custom_data_violation(event: Event) -> ContractViolation | None:
             Subcode.VALUE_NOT_NUMERIC,
             "Invalid Value",
             "custom_data.value must be a number, for example 142.52.",
+        )
+    if "net_revenue" in custom_data and not _is_number(custom_data["net_revenue"]):
+        return _invalid(
+            Subcode.VALUE_NOT_NUMERIC,
+            "Invalid Net Revenue",
+            "custom_data.net_revenue must be a number, for example 120.00.",
         )
     if "currency" in custom_data and not _is_currency_code(custom_data["currency"]):
         return _invalid(

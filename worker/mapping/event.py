@@ -2,8 +2,9 @@
 
 Pure: no I/O, no clock (`now` is an argument), no logging. Never raises: whatever the input,
 the answer is `Mapped`, `Skipped` or `Invalid` (stage `map`). Checks run cheapest first and the
-first failure wins: type, structure, consent, name, time, action_source, user_data, custom_data,
-then the built event is checked against Meta's contract (`worker.capi.contract`).
+first failure wins: type, integration switches, structure, consent, name, time, action_source,
+user_data, custom_data, then the built event is checked against Meta's contract
+(`worker.capi.contract`).
 
 event_id is `properties.event_id`, `context.traits.event_id`, `traits.event_id`, else
 `messageId`; with none of them the event is sent without one (Meta accepts it; it only loses
@@ -18,8 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from worker.capi.contract import validate_event
-from worker.config import ACTION_SOURCES, DestinationSettings
+from worker.capi.rules import (
+    ACTION_SOURCES,
+    MAX_SECONDS_IN_FUTURE,
+    is_in_future,
+    is_too_old,
+    max_event_age_days,
+)
+from worker.config import DestinationSettings
 from worker.mapping import reasons
+from worker.mapping.app_data import advertising_id, build_app_data
 from worker.mapping.consent import has_consent
 from worker.mapping.custom_data import build_custom_data
 from worker.mapping.errors import InvalidEvent, shown
@@ -27,9 +36,9 @@ from worker.mapping.ldu import data_processing_options
 from worker.mapping.names import IDENTIFY_EVENT_NAME, page_event_name, track_event_name
 from worker.mapping.options import integration_options
 from worker.mapping.paths import first_present
-from worker.mapping.plan import DestinationPlan, plan_for
+from worker.mapping.plan import DestinationPlan, build_plan
 from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
-from worker.mapping.timefields import MAX_FUTURE_SECONDS, max_age_seconds, parse_timestamp_ms
+from worker.mapping.timefields import parse_timestamp_ms
 from worker.mapping.user_data import build_user_data, has_customer_information
 
 FORWARDED_TYPES = frozenset({"track", "page", "screen", "identify"})
@@ -37,10 +46,16 @@ _EMPTY: dict[str, Any] = {}
 _ACTION_SOURCE_KEYS = ("action_source", "actionSource")
 
 
-def map_event(message: Any, destination: DestinationSettings, now: float) -> MapResult:
-    """Map `message` for `destination` as of `now` (Unix seconds)."""
+def map_event(
+    message: Any,
+    destination: DestinationSettings,
+    now: float,
+    plan: DestinationPlan | None = None,
+) -> MapResult:
+    """Map `message` for `destination` as of `now` (Unix seconds). `plan` is the destination's
+    plan from its destination set; without one it is built for this call."""
     try:
-        return _map(message, plan_for(destination), now)
+        return _map(message, plan if plan is not None else build_plan(destination), now)
     except InvalidEvent as error:
         return Invalid(error.reason, error.message)
     except Exception as error:  # a bug in this package must cost one event, not the worker
@@ -63,6 +78,9 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     if kind == "screen" and not plan.forward_screen:
         return Skipped(reasons.SCREEN_NOT_FORWARDED)
 
+    options = integration_options(message, plan.integration_names)
+    if options is None:
+        return Skipped(reasons.INTEGRATION_DISABLED)
     context = message.get("context")
     if type(context) is not dict:
         context = _object(context, reasons.INVALID_CONTEXT, "context")
@@ -99,12 +117,14 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
         )
     event_time = event_time_ms // 1000
 
-    options = integration_options(message, plan.integration_names)
     prehashed = options.get("hashed") is True
-    action_source = _action_source(properties, options, plan.default_action_source)
+    action_source = _action_source(
+        properties, options, context_traits, traits, plan.default_action_source
+    )
     _check_time_window(event_time, now, action_source)
+    app_data = build_app_data(context, options) if action_source == "app" else None
 
-    page_url = _page_url(context, properties if kind == "page" else _EMPTY)
+    page_url = _page_field(context, properties if kind == "page" else _EMPTY, "url")
     user_data = build_user_data(
         message,
         context,
@@ -115,8 +135,16 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
         page_url,
         event_time_ms,
         prehashed,
+        plan.drop_external_id,
+        plan.default_phone_country,
     )
+    if app_data is not None and "madid" not in user_data:
+        madid = advertising_id(context)
+        if madid is not None:
+            user_data["madid"] = madid
+    referrer_url = None
     if action_source == "website":
+        referrer_url = _page_field(context, properties, "referrer")
         if "client_user_agent" not in user_data:
             raise InvalidEvent(
                 reasons.MISSING_CLIENT_USER_AGENT,
@@ -141,10 +169,14 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     event["action_source"] = action_source
     if page_url is not None:
         event["event_source_url"] = page_url
+    if referrer_url is not None:
+        event["referrer_url"] = referrer_url
     opt_out = _opt_out(properties, context_traits, traits)
     if opt_out is not None:
         event["opt_out"] = opt_out
     event["user_data"] = user_data
+    if app_data is not None:
+        event["app_data"] = app_data
     if kind != "identify":
         custom_data = build_custom_data(properties, event_name, plan, options, prehashed)
         if custom_data:
@@ -167,7 +199,7 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
             reasons.META_CONTRACT_VIOLATION,
             violation.error_user_msg or violation.message,
         )
-    return Mapped(event)
+    return Mapped(event, _test_event_code(options))
 
 
 def _describe_bug(error: Exception) -> str:
@@ -204,12 +236,23 @@ def _object(value: Any, reason: str, where: str) -> dict[str, Any]:
     raise InvalidEvent(reason, f"`{where}` must be an object, got {type(value).__name__}")
 
 
-def _action_source(properties: dict[str, Any], options: dict[str, Any], default: str) -> str:
+def _action_source(
+    properties: dict[str, Any],
+    options: dict[str, Any],
+    context_traits: dict[str, Any],
+    traits: dict[str, Any],
+    default: str,
+) -> str:
+    """properties, the integration options, context.traits, then traits; else `default`."""
     raw = None
     if not properties.keys().isdisjoint(_ACTION_SOURCE_KEYS):
         raw = first_present(properties, _ACTION_SOURCE_KEYS)
     if raw is None and options and not options.keys().isdisjoint(_ACTION_SOURCE_KEYS):
         raw = first_present(options, _ACTION_SOURCE_KEYS)
+    if raw is None and not context_traits.keys().isdisjoint(_ACTION_SOURCE_KEYS):
+        raw = first_present(context_traits, _ACTION_SOURCE_KEYS)
+    if raw is None and traits and not traits.keys().isdisjoint(_ACTION_SOURCE_KEYS):
+        raw = first_present(traits, _ACTION_SOURCE_KEYS)
     if raw is None:
         return default
     value = raw.strip().lower() if isinstance(raw, str) else None
@@ -222,28 +265,37 @@ def _action_source(properties: dict[str, Any], options: dict[str, Any], default:
 
 
 def _check_time_window(event_time: int, now: float, action_source: str) -> None:
-    max_age = max_age_seconds(action_source)
-    if now - event_time > max_age:
+    if is_too_old(event_time, now, action_source):
         raise InvalidEvent(
             reasons.EVENT_TIME_TOO_OLD,
-            f"event_time {event_time} is more than {max_age // 86_400} days old; "
+            f"event_time {event_time} is more than {max_event_age_days(action_source)} days old; "
             "Meta rejects it (replay or redrive older data sooner)",
         )
-    if event_time - now > MAX_FUTURE_SECONDS:
+    if is_in_future(event_time, now):
         raise InvalidEvent(
             reasons.EVENT_TIME_IN_FUTURE,
-            f"event_time {event_time} is more than {MAX_FUTURE_SECONDS} s in the future; "
+            f"event_time {event_time} is more than {MAX_SECONDS_IN_FUTURE} s in the future; "
             "check the producer's clock",
         )
 
 
-def _page_url(context: dict[str, Any], properties: dict[str, Any]) -> str | None:
+def _page_field(context: dict[str, Any], properties: dict[str, Any], key: str) -> str | None:
+    """`context.page.<key>`, else `properties.<key>`: a non-blank string, trimmed (the page's
+    `url` is event_source_url, its `referrer` referrer_url)."""
     page = context.get("page")
-    url = page.get("url") if isinstance(page, dict) else None
-    if not (isinstance(url, str) and url.strip()):
-        url = properties.get("url")
-    if isinstance(url, str):
-        return url.strip() or None
+    value = page.get(key) if isinstance(page, dict) else None
+    if not (isinstance(value, str) and value.strip()):
+        value = properties.get(key)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _test_event_code(options: dict[str, Any]) -> str | None:
+    """`integrations.<name>.test_event_code`: this event goes to Meta's Test Events tool."""
+    code = options.get("test_event_code") if options else None
+    if isinstance(code, str):
+        return code.strip() or None
     return None
 
 

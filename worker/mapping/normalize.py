@@ -35,9 +35,6 @@ from worker.mapping.geo import name_key as _name_key
 if TYPE_CHECKING:
     from functools import _CacheInfo
 
-# user_data keys that are normalised then hashed. client_ip_address, client_user_agent, fbp, fbc
-# are never hashed.
-HASHED_FIELDS = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id")
 
 #: Entries kept in the (field, value) -> hash LRU cache.
 HASH_CACHE_SIZE: Final = 65536

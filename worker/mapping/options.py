@@ -1,28 +1,45 @@
-"""Per-event options for this destination, from the event's `integrations` object."""
+"""Per-event switches and options for this destination, from the event's `integrations` object.
+
+Segment and RudderStack read `integrations` as on/off switches (consent managers set them):
+`<name>: false` turns the destination off for this event, `All: false` turns every destination
+off except those named `true` or with an object. An object also carries per-event options.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 _NO_OPTIONS: dict[str, Any] = {}
+_ALL = "All"
 
 
-def integration_options(message: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """`integrations.<name>` for the first of `names` whose value is an object, else `{}`.
+def integration_options(message: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any] | None:
+    """`integrations.<name>` for the first of `names` whose value is an object, else `{}`;
+    `None` when `integrations` switches this destination off.
 
-    `integrations.<name>: true` (a plain on switch) carries no options. The result is shared and
-    must not be modified.
+    Off: one of `names` is `false`, or `All` is `false` and none of `names` is `true` or an
+    object. `integrations.<name>: true` (a plain on switch) carries no options. A value that is
+    neither a boolean nor an object switches nothing. The result is shared and must not be
+    modified.
     """
     integrations = message.get("integrations")
-    # Most events name none of `names` ({"All": true}, or no integrations at all).
-    if (
-        not integrations
-        or not isinstance(integrations, dict)
-        or integrations.keys().isdisjoint(names)
-    ):
+    if not integrations or not isinstance(integrations, dict):
         return _NO_OPTIONS
+    # Most events name none of `names` ({"All": true}, or no integrations at all).
+    if integrations.keys().isdisjoint(names):
+        return None if integrations.get(_ALL) is False else _NO_OPTIONS
+    options: dict[str, Any] | None = None
+    switched_on = False
     for name in names:
-        options = integrations.get(name)
-        if options is not None and isinstance(options, dict):
-            return options
+        value = integrations.get(name)
+        if value is False:
+            return None
+        if value is True:
+            switched_on = True
+        elif options is None and isinstance(value, dict):
+            options = value
+    if options is not None:
+        return options
+    if not switched_on and integrations.get(_ALL) is False:
+        return None
     return _NO_OPTIONS

@@ -19,11 +19,6 @@ MILLISECONDS_THRESHOLD = 100_000_000_000
 # A numeric string longer than this is no epoch time (2**63 has 19 digits).
 MAX_EPOCH_DIGITS = 19
 
-SECONDS_PER_DAY = 86_400
-MAX_AGE_SECONDS = 7 * SECONDS_PER_DAY
-MAX_AGE_SECONDS_PHYSICAL_STORE = 62 * SECONDS_PER_DAY
-MAX_FUTURE_SECONDS = 60
-
 
 def _epoch_number_to_ms(number: float) -> int | None:
     if not math.isfinite(number):
@@ -72,10 +67,3 @@ def parse_timestamp_ms(value: Any) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // _ONE_MS
-
-
-def max_age_seconds(action_source: str) -> int:
-    """How old an event may be when Meta receives it."""
-    if action_source == "physical_store":
-        return MAX_AGE_SECONDS_PHYSICAL_STORE
-    return MAX_AGE_SECONDS

@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from worker.decode import read_record_headers
-from worker.ops import metrics
+from worker.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

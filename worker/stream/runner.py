@@ -14,7 +14,6 @@ import asyncio
 import functools
 import gc
 import logging
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,16 +23,16 @@ import aiohttp
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from worker.capi.delivery import EventFailure, GraphDelivery
 from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
+from worker.destination_set import DestinationSet
+from worker.kafka_config import consumer_config, kafka_error_text, producer_config
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.ops import metrics
-from worker.ops.health import HealthChecks, heartbeat_check, start_health_server
-from worker.pipeline import map_for_destinations
+from worker.pipeline import NOT_ROUTED, map_routed
 from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.breaker import CircuitOpen, FailureBreaker
 from worker.stream.dead_letter import DeadLetterReason, DeadLetterWriter
-from worker.stream.delivery import EventFailure, GraphDelivery
 from worker.stream.gate import RecordGate
 from worker.stream.stats import WorkerStats
 from worker.stream.watermark import (
@@ -42,6 +41,8 @@ from worker.stream.watermark import (
     PartitionWatermark,
     TopicPartitionKey,
 )
+from worker.telemetry import metrics
+from worker.telemetry.health import HealthChecks, heartbeat_check, start_health_server
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +54,6 @@ PROGRESS_EVERY_SECONDS = 10.0
 DECODE_RETRY_MAX_SECONDS = 30.0
 
 
-# librdkafka pre-fetches up to `queued.max.messages.kbytes` (64 MiB by default) of records into
-# its local queue, on top of what the worker holds. 16 MiB is still more than a second of work
-# for one worker process and keeps its memory bounded; `kafka.consumer` may override it.
-DEFAULT_QUEUED_MAX_MESSAGES_KBYTES = 16384
-
-
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    kafka = settings.kafka
-    return {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "group.id": kafka.group_id,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "statistics.interval.ms": 5000,  # consumer lag for the metrics
-        "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_MESSAGES_KBYTES,
-        **kafka.client,
-        **kafka.consumer,
-    }
-
-
 def settle_garbage_collector() -> None:
     """For a long-running worker process, once everything is imported and configured: collect,
     then freeze what survived (modules, settings, clients) so that later collections of the
@@ -82,11 +61,6 @@ def settle_garbage_collector() -> None:
     the collector still has to look at are the records and batches in flight."""
     gc.collect()
     gc.freeze()
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    kafka = settings.kafka
-    return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.client, **kafka.producer}
 
 
 class Worker:
@@ -105,7 +79,8 @@ class Worker:
         self._breaker = FailureBreaker(settings.circuit_breaker)
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
-        self._destinations: list[DestinationSettings] = list(settings.destinations)
+        self._destinations = DestinationSet(settings.destinations)
+        self.stats.expect(self._destinations)
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
         batching = settings.batching
@@ -158,7 +133,7 @@ class Worker:
                 self._consumer.close()
             raise ConfigError(
                 f"kafka.client / kafka.consumer / kafka.producer: librdkafka refused the "
-                f"settings: {_kafka_error_text(error)}"
+                f"settings: {kafka_error_text(error)}"
             ) from None
         health = await self._start_health_server()
         timeout = aiohttp.ClientTimeout(total=self.settings.graph.timeout_seconds)
@@ -172,10 +147,10 @@ class Worker:
                 on_lost=self._on_lost,
             )
             log.info(
-                "Worker started; group=%s topics=%s destinations=%s",
+                "Worker started; group=%s topics=%s destinations=%d",
                 self.settings.kafka.group_id,
                 ",".join(self.settings.kafka.topics),
-                ",".join(d.name for d in self._destinations),
+                len(self._destinations),
             )
             background = [
                 asyncio.create_task(self._commit_periodically()),
@@ -358,12 +333,18 @@ class Worker:
     def _route_and_map(
         self, message: Any, decoded: dict[str, Any], watermark: Any, now: float
     ) -> None:
-        results = map_for_destinations(decoded, read_headers(message), self._destinations, now)
+        results = map_routed(decoded, read_headers(message), self._destinations, now)
         offset = message.offset()
         # `remaining` counts up as events are handed on: nothing can complete before this
         # method returns (deliveries and dead-letter writes run as tasks, later).
         record = InFlightRecord(message, watermark, 0, offset)
-        for destination, result in zip(self._destinations, results, strict=True):
+        if isinstance(results, Invalid):  # routing itself failed: one dead letter, no pixel
+            record.remaining += 1
+            self._dead_letter(record, _reason(results, None))
+            results = []
+        elif not results:  # counted once per record, not once per destination
+            self.stats.count_skipped("", NOT_ROUTED.reason)
+        for destination, result in results:
             if isinstance(result, Mapped):
                 # Serialised here, once: batches hold bytes, not the mapped dicts. orjson's
                 # result is copied into the batch at once (it occupies a few kilobytes
@@ -378,7 +359,9 @@ class Worker:
                     )
                 else:
                     record.remaining += 1
-                    for batch in self._batcher.add(destination, encoded, record):
+                    for batch in self._batcher.add(
+                        destination, encoded, record, result.test_event_code
+                    ):
                         self._send(batch)
                     continue
             elif isinstance(result, Skipped):
@@ -442,7 +425,9 @@ class Worker:
         started = time.monotonic()
         requests = 0
         try:
-            report = await self._delivery.deliver_encoded(destination, batch.encoded)
+            report = await self._delivery.deliver_encoded(
+                destination, batch.encoded, batch.test_event_code
+            )
             failures, requests = report.failures, report.requests
             self.stats.requests += requests
         except Exception as error:  # a bug of ours: keep the records, never lose them silently
@@ -647,17 +632,6 @@ def _record_consumer_lag(statistics_json: str) -> None:
                     metrics.CONSUMER_LAG.labels(topic, partition).set(lag)
     except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
         log.debug("Unreadable librdkafka statistics; error=%s", error)
-
-
-_QUOTED_VALUE = re.compile(r'value "[^"]*"')
-
-
-def _kafka_error_text(error: KafkaException) -> str:
-    """librdkafka's words, without the value it quotes (`Invalid value "..." for configuration
-    property ...`): a misplaced secret must not reach the log."""
-    first = error.args[0] if error.args else None
-    text = first.str() if isinstance(first, KafkaError) else str(error)
-    return _QUOTED_VALUE.sub("value (not shown)", text)
 
 
 def _reason(invalid: Invalid, destination: DestinationSettings | None) -> DeadLetterReason:

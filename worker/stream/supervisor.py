@@ -43,7 +43,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from worker.config import ConfigError, Settings
-from worker.ops.logs import TEXT_FORMAT, JsonLinesFormatter, LogFormat, configure_logging
+from worker.telemetry.logs import TEXT_FORMAT, JsonLinesFormatter, LogFormat, configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,12 @@ GRAPH_REQUEST_SECONDS = Histogram(
     ["destination", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+GRAPH_ERRORS = Counter(
+    "capi_graph_errors",
+    "Graph API requests that failed, by Meta's error code (http_<status> when the body had none,"
+    " no_response for timeouts and dropped connections)",
+    ["destination", "code"],
+)
 GRAPH_RETRIES = Counter(
     "capi_graph_retries", "Graph API requests retried, by error kind", ["destination", "kind"]
 )

@@ -11,7 +11,6 @@ deterministic and stops reading early.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,20 +25,12 @@ from confluent_kafka import (
 )
 
 from worker.config import Settings
+from worker.kafka_config import inspection_consumer_config
 from worker.stream.dead_letter import HEADER_PREFIX
 
 Header = tuple[str, bytes | None]
 
 REDRIVE_COUNT_HEADER = "capi.redrive.count"
-
-# librdkafka settings of the worker's consumer that make no sense for an inspection consumer.
-_DROPPED_CONSUMER_KEYS = (
-    "group.instance.id",
-    "partition.assignment.strategy",
-    "statistics.interval.ms",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-)
 
 
 class DeadLetterReadError(RuntimeError):
@@ -195,28 +186,6 @@ class DeadLetterFilter:
             if self.until is not None and moment > self.until:
                 return False
         return True
-
-
-def inspection_consumer_config(settings: Settings) -> dict[str, Any]:
-    """The worker's client settings (security, TLS...) for a consumer that joins no group."""
-    kafka = settings.kafka
-    config: dict[str, Any] = {**kafka.client, **kafka.consumer}
-    for key in _DROPPED_CONSUMER_KEYS:
-        config.pop(key, None)
-    config.setdefault("fetch.wait.max.ms", 100)  # answers at a partition's end come sooner
-    config.setdefault("session.timeout.ms", 6000)
-    config.update(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            # librdkafka wants a group id even with assign(); it is never joined nor committed.
-            "group.id": f"{kafka.group_id}-dlq-inspect-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    return config
 
 
 Progress = Callable[[int, int | None], None]  # (records read so far, estimated total)

@@ -30,9 +30,11 @@ from rich.table import Table
 
 from worker.config import Settings
 from worker.decode import build_decoder, read_headers
+from worker.destination_set import DestinationSet
+from worker.kafka_config import consumer_config
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.pipeline import decode_record, map_for_destinations
-from worker.stream.runner import Worker, consumer_config
+from worker.pipeline import NOT_ROUTED, decode_record, map_routed
+from worker.stream.runner import Worker
 
 PartitionKey = tuple[str, int]
 OUTSIDE_WINDOW = "outside_replay_window"
@@ -163,6 +165,7 @@ def dry_run(settings: Settings, gate: ReplayGate, console: Console) -> Counter[s
     gate.start_positions(consumer, partitions)
     consumer.assign(partitions)
     decoder = build_decoder(settings.decoding)
+    destinations = DestinationSet(settings.destinations)
     counts: Counter[str] = Counter()
     now = time.time()
     keys = list(gate.end_offsets)
@@ -178,21 +181,26 @@ def dry_run(settings: Settings, gate: ReplayGate, console: Console) -> Counter[s
                 if not gate.admit(message):
                     counts[f"skipped · {OUTSIDE_WINDOW}"] += 1
                     continue
-                _count_outcomes(counts, settings, decoder, message, now)
+                _count_outcomes(counts, destinations, decoder, message, now)
     finally:
         consumer.close()
     return counts
 
 
 def _count_outcomes(
-    counts: Counter[str], settings: Settings, decoder: Any, message: Any, now: float
+    counts: Counter[str], destinations: DestinationSet, decoder: Any, message: Any, now: float
 ) -> None:
     decoded = decode_record(decoder, message.value())
     if isinstance(decoded, Invalid):
         counts[f"dead-letter · decode/{decoded.reason}"] += 1
         return
-    results = map_for_destinations(decoded, read_headers(message), settings.destinations, now)
-    for destination, result in zip(settings.destinations, results, strict=True):
+    routed = map_routed(decoded, read_headers(message), destinations, now)
+    if isinstance(routed, Invalid):
+        counts[f"dead-letter · {routed.stage}/{routed.reason}"] += 1
+        return
+    if not routed:
+        counts[f"skip · {NOT_ROUTED.reason}"] += 1
+    for destination, result in routed:
         if isinstance(result, Mapped):
             counts[f"send · {destination.name}"] += 1
         elif isinstance(result, Skipped):

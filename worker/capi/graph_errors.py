@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from worker.capi.rules import INVALID_PARAMETER_CODE
+
 
 class ErrorKind(Enum):
     THROTTLED = "throttled"  # retry after a pause; the whole pixel should wait
@@ -43,7 +45,6 @@ TOKEN_CODES: frozenset[int] = frozenset({190, 102})
 # 467 invalid access token), whatever code they arrive with.
 TOKEN_SUBCODES: frozenset[int] = frozenset({463, 467})
 PERMISSION_CODES: frozenset[int] = frozenset({10, *range(200, 300)})
-INVALID_PARAMETER_CODE = 100
 # Code 100 subcode 33, "Unsupported post request. Object with ID ... does not exist, cannot be
 # loaded due to missing permissions": for /{pixel}/events this means a wrong pixel id or a
 # token without access to it, not a bad event (Marketing API error reference lists it as a

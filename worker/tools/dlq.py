@@ -35,7 +35,9 @@ from rich.table import Table
 from rich.text import Text
 
 from worker.config import DestinationSettings, Settings
-from worker.ops.dlq_reader import (
+from worker.destination_set import DestinationSet
+from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
+from worker.tools.dlq_reader import (
     REDRIVE_COUNT_HEADER,
     DeadLetter,
     DeadLetterFilter,
@@ -44,7 +46,6 @@ from worker.ops.dlq_reader import (
     Header,
     format_time,
 )
-from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,7 +91,7 @@ def run_dlq_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_filter(args: argparse.Namespace, now: float) -> DeadLetterFilter:
-    from worker.ops.timeparse import parse_time
+    from worker.tools.timeparse import parse_time
 
     since = None if args.since is None else parse_time(args.since, now)
     until = None if args.until is None else parse_time(args.until, now)
@@ -489,7 +490,7 @@ def _publish(settings: Settings, plans: Sequence[SourcePlan]) -> None:
     """Produce every plan, wait for the acknowledgements; failures land in `plan.error`."""
     from confluent_kafka import KafkaError, Message, Producer
 
-    from worker.stream.runner import producer_config
+    from worker.kafka_config import producer_config
 
     producer = Producer({"acks": "all", "linger.ms": 20, **producer_config(settings)})
 
@@ -542,6 +543,7 @@ class _Target:
     status: str  # deliver | delivered | failed | skipped
     detail: str = ""
     event: dict[str, Any] | None = None
+    test_event_code: str | None = None  # the event's own (batched apart)
 
 
 @dataclass(slots=True)
@@ -563,6 +565,7 @@ def plan_pixel_redrive(
     settings: Settings,
     decoder: Any,
     now: float,
+    destination_set: DestinationSet | None = None,
 ) -> _PixelPlan:
     """Decode and map `record` with the current configuration, for its destination only (or
     every routed destination when it was dead-lettered before routing, at decode)."""
@@ -570,9 +573,9 @@ def plan_pixel_redrive(
     from worker.pipeline import decode_record, map_for_destinations
 
     plan = _PixelPlan(record)
-    destinations = list(settings.destinations)
+    destinations = destination_set or DestinationSet(settings.destinations)
     wanted = record.destination
-    if wanted is not None and wanted not in {d.name for d in destinations}:
+    if wanted is not None and destinations.get(wanted) is None:
         plan.targets.append(
             _Target(wanted, record.pixel_id, "failed", "destination is not in this configuration")
         )
@@ -591,6 +594,7 @@ def plan_pixel_redrive(
         target = _Target(destination.name, destination.pixel_id, "deliver")
         if isinstance(result, Mapped):
             target.event = result.event
+            target.test_event_code = result.test_event_code
         elif isinstance(result, Skipped):
             target.status, target.detail = "skipped", result.reason
         else:
@@ -603,24 +607,25 @@ def plan_pixel_redrive(
 async def _deliver(settings: Settings, plans: Sequence[_PixelPlan]) -> None:
     import aiohttp
 
-    from worker.stream.delivery import GraphDelivery
+    from worker.capi.delivery import GraphDelivery
 
-    by_destination: dict[str, list[_Target]] = {}
+    by_destination: dict[tuple[str, str | None], list[_Target]] = {}
     for plan in plans:
         for target in plan.targets:
             if target.status == "deliver":
-                by_destination.setdefault(target.destination, []).append(target)
+                key = (target.destination, target.test_event_code)
+                by_destination.setdefault(key, []).append(target)
     destinations = {d.name: d for d in settings.destinations}
     chunk = settings.batching.max_events
     timeout = aiohttp.ClientTimeout(total=settings.graph.timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         delivery = GraphDelivery(settings.graph, session)
-        for name, targets in by_destination.items():
+        for (name, test_event_code), targets in by_destination.items():
             destination = destinations[name]
             for start in range(0, len(targets), chunk):
                 part = targets[start : start + chunk]
                 events = [t.event for t in part if t.event is not None]
-                report = await delivery.deliver(destination, events)
+                report = await delivery.deliver(destination, events, test_event_code)
                 failed = {failure.index: failure for failure in report.failures}
                 for index, target in enumerate(part):
                     failure = failed.get(index)
@@ -642,7 +647,8 @@ def redrive_to_pixel(
 
     decoder = build_decoder(settings.decoding)
     now = time.time()
-    plans = [plan_pixel_redrive(record, settings, decoder, now) for record in records]
+    destinations = DestinationSet(settings.destinations)
+    plans = [plan_pixel_redrive(record, settings, decoder, now, destinations) for record in records]
     if not dry_run:
         asyncio.run(_deliver(settings, plans))
     console = _console(out)

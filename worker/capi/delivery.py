@@ -30,25 +30,27 @@ import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from worker.config import DestinationSettings, GraphSettings
-from worker.ops import metrics
-from worker.stream.graph_errors import (
+from worker.capi.graph_errors import (
     APPSECRET_PROOF_MARKER,
     ErrorKind,
     GraphError,
     parse_graph_error,
     transport_error,
 )
+from worker.capi.rules import MAX_EVENTS_PER_REQUEST
+from worker.telemetry import metrics
+
+if TYPE_CHECKING:  # settings are read, never built here: capi sits below worker.config
+    from worker.config import DestinationSettings, GraphSettings
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS_PER_REQUEST = 1000
 _BODY_PREFIX = b'{"data":['
 _MAX_EXPONENT = 30  # 2**30 * any sane initial backoff is far past any max_backoff_seconds
 
@@ -215,17 +217,30 @@ class GraphDelivery:
         self._targets: dict[tuple[str, str, str, str | None], _Target] = {}
 
     async def deliver(
-        self, destination: DestinationSettings, events: Sequence[dict[str, Any]]
+        self,
+        destination: DestinationSettings,
+        events: Sequence[dict[str, Any]],
+        test_event_code: str | None = None,
     ) -> DeliveryReport:
         return await self.deliver_encoded(
-            destination, EncodedEvents.of(orjson.dumps(event) for event in events)
+            destination,
+            EncodedEvents.of(orjson.dumps(event) for event in events),
+            test_event_code,
         )
 
     async def deliver_encoded(
-        self, destination: DestinationSettings, encoded: EncodedEvents
+        self,
+        destination: DestinationSettings,
+        encoded: EncodedEvents,
+        test_event_code: str | None = None,
     ) -> DeliveryReport:
-        """`deliver` for events already serialised (failure indexes are positions in it)."""
+        """`deliver` for events already serialised (failure indexes are positions in it).
+
+        `test_event_code`, when given, is sent instead of the destination's own.
+        """
         target = self._target(destination)
+        if test_event_code is not None:
+            target = replace(target, body_suffix=_body_suffix(test_event_code))
         tally = _Tally()
         for start in range(0, len(encoded), MAX_EVENTS_PER_REQUEST):
             stop = min(start + MAX_EVENTS_PER_REQUEST, len(encoded))
@@ -343,6 +358,8 @@ class GraphDelivery:
             metrics.GRAPH_REQUEST_SECONDS.labels(target.name, outcome).observe(
                 time.perf_counter() - started
             )
+            if not isinstance(result, _Accepted):
+                metrics.GRAPH_ERRORS.labels(target.name, _error_code_label(result)).inc()
         if isinstance(result, GraphError) and result.is_retryable:
             if result.kind is ErrorKind.THROTTLED:
                 self._throttle(target.pixel_id, result.retry_after or 0.0)
@@ -466,18 +483,22 @@ def _build_target(
     params: dict[str, str] = {}
     if secret is not None:
         params["appsecret_proof"] = appsecret_proof(token, secret)
-    suffix = b"]"
-    if destination.test_event_code:
-        suffix += b',"test_event_code":' + orjson.dumps(destination.test_event_code)
     return _Target(
         name=destination.name,
         pixel_id=destination.pixel_id,
         url=f"{graph.url.rstrip('/')}/{version}/{destination.pixel_id}/events",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         params=params,
-        body_suffix=suffix + b"}",
+        body_suffix=_body_suffix(destination.test_event_code),
         secret_values=tuple(v for v in (token, secret) if v),
     )
+
+
+def _body_suffix(test_event_code: str | None) -> bytes:
+    """What closes a request body after its events: `]`, the test_event_code if any, `}`."""
+    if not test_event_code:
+        return b"]}"
+    return b'],"test_event_code":' + orjson.dumps(test_event_code) + b"}"
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
@@ -491,6 +512,14 @@ def _outcome_label(result: _Accepted | GraphError) -> str:
     if result.kind is ErrorKind.THROTTLED:
         return "throttled"
     return "transient" if result.is_retryable else "error"
+
+
+def _error_code_label(error: GraphError | None) -> str:
+    if error is None:
+        return "no_response"
+    if error.code is not None:
+        return str(error.code)
+    return f"http_{error.http_status}"
 
 
 def _interpret(status: int, payload: bytes, headers: Any) -> _Accepted | GraphError:
