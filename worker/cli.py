@@ -12,15 +12,10 @@ from typing import IO, Any
 
 import orjson
 
-<<<<<<< HEAD
 from worker import __version__
 from worker.compiled import mapping_line
-from worker.config import ConfigError, Settings, load_settings
-from worker.ops.logs import configure_logging
-=======
 from worker.config import ConfigError, DestinationSettings, Settings, load_settings
 from worker.telemetry.logs import configure_logging
->>>>>>> main
 
 EXIT_CONFIG = 2
 EXIT_CIRCUIT_OPEN = 3  # `run`: see worker/stream/supervisor.py
