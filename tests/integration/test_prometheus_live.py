@@ -67,9 +67,6 @@ VARIABLES = {
 # Panel queries that return nothing in this run, and why.
 NO_DATA_EXPECTED = {
     "Records refetched [A]": "librdkafka hands no record over twice in a run without rebalances",
-    "Delivered events carrying each user-data key [A]": (
-        "capi_user_data_keys_total (issue 12, helper mission) is not on main yet"
-    ),
 }
 
 # What each alert expression (its condition, without `for`) returns in this run: the label sets

@@ -420,7 +420,8 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
             strict=True,
         )
     ]
-    produce(pipeline.bootstrap, pipeline.source, valid_events(100, "metrics") + switched_off)
+    valid = valid_events(100, "metrics")
+    produce(pipeline.bootstrap, pipeline.source, valid + switched_off)
     worker = pipeline.start_worker(pipeline.config(metrics_port=port))
     wait_until(lambda: get("/livez")[0] == 200, 60, "/livez", worker.log)
     wait_until(lambda: get("/readyz")[0] == 200, 60, "/readyz after joining", worker.log)
@@ -444,6 +445,20 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
             in text
         )
     assert unique_events(graph.received(events=False), SHOP_PIXEL) == 100
+    # Match quality, counted from what the events carry: every sample event has an email, some
+    # a phone, some the pixel's _fbp cookie.
+    events = [orjson.loads(value) for value in valid]
+    with_phone = sum(1 for event in events if "phone" in event["context"]["traits"])
+    with_fbp = sum(1 for event in events if "cookies" in event["context"])
+    assert 0 < with_phone < 100 and 0 < with_fbp < 100
+    for key, count in (
+        ("em", 100),
+        ("ph", with_phone),
+        ("fbp", with_fbp),
+        ("fbp_or_fbc", with_fbp),
+    ):
+        assert f'capi_user_data_keys_total{{destination="shop",key="{key}"}} {count}.0' in text
+    assert 'key="fbc"' not in text
     assert 'capi_graph_request_seconds_count{destination="shop",outcome="ok"}' in text
     assert "capi_batch_events_bucket" in text
     assert "capi_partitions_assigned 4.0" in text
