@@ -15,6 +15,20 @@ from worker.sandbox.broker import free_port
 CLI = [sys.executable, "-m", "worker.cli"]
 
 
+def _config(tmp_path: Path, rest: str) -> Path:
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        "kafka: {bootstrap_servers: 'b:9092', topics: [t], dead_letter_topic: d}\n" + rest
+    )
+    return config
+
+
+def _run(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "run", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+
+
 def test_run_with_a_misspelt_key_stops_at_start_up_naming_it(tmp_path: Path) -> None:
     config = tmp_path / "worker.yaml"
     config.write_text(
@@ -22,23 +36,18 @@ def test_run_with_a_misspelt_key_stops_at_start_up_naming_it(tmp_path: Path) -> 
         "batching: {linger: 5}\n"
         "destinations: [{name: shop, pixel_id: '1', access_token: EAAB-very-secret}]\n"
     )
-    result = subprocess.run(
-        [*CLI, "run", "--config", str(config)], capture_output=True, text=True, timeout=30
-    )
+    result = _run(config)
     assert result.returncode == 2
     assert "batching.linger: unknown key" in result.stderr
     assert "EAAB-very-secret" not in result.stderr + result.stdout
 
 
 def test_run_with_an_unset_token_variable_names_it(tmp_path: Path) -> None:
-    config = tmp_path / "worker.yaml"
-    config.write_text(
-        "kafka: {bootstrap_servers: 'b:9092', topics: [t], dead_letter_topic: d}\n"
-        "destinations: [{name: shop, pixel_id: '1', access_token: '${NOT_SET_ANYWHERE}'}]\n"
+    config = _config(
+        tmp_path,
+        "destinations: [{name: shop, pixel_id: '1', access_token: '${NOT_SET_ANYWHERE}'}]\n",
     )
-    result = subprocess.run(
-        [*CLI, "run", "--config", str(config)], capture_output=True, text=True, timeout=30
-    )
+    result = _run(config)
     assert result.returncode == 2
     assert "destinations.0.access_token" in result.stderr
     assert "NOT_SET_ANYWHERE" in result.stderr
@@ -101,3 +110,25 @@ def test_demo_runs_the_whole_pipeline_and_exits_cleanly() -> None:
     assert "map/event_time_too_old" in out
     assert "map/invalid_value" in out
     assert "deliver/invalid_token" in out
+    # The match-quality table: every sample event has an email, a share of them an _fbp cookie.
+    assert "match quality" in out
+    rows = {line.split()[1]: line.split()[3:-1:2] for line in out.splitlines() if "│ " in line}
+    assert rows["em"] == ["100.0%", "100.0%"]
+    assert rows["fbp_or_fbc"] == rows["fbp"] and all(0 < float(v[:-1]) < 100 for v in rows["fbp"])
+
+
+def test_run_with_an_empty_token_file_stops_at_start_up_naming_key_and_path(
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "shop.token"
+    token.write_text("\n")
+    shops = tmp_path / "shops"
+    shops.mkdir()
+    (shops / "shop.yaml").write_text(
+        f"- {{name: shop, pixel_id: '1', access_token_file: '{token}'}}\n"
+    )
+    config = _config(tmp_path, "destinations_dir: shops\n")
+    result = _run(config)
+    assert result.returncode == 2
+    assert f"access_token_file {token}: the file is empty" in result.stderr
+    assert str(shops / "shop.yaml") in result.stderr

@@ -319,6 +319,37 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
     assert first.terminate() == 0
 
 
+def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    codes = [None, "TEST_A", "TEST_B"]
+    records = []
+    for index, value in enumerate(valid_events(60, "codes")):
+        code = codes[index % 3]
+        if code is not None:
+            event = orjson.loads(value)
+            event["integrations"] = {"Facebook Conversions API": {"test_event_code": code}}
+            value = orjson.dumps(event)
+        records.append(value)
+    produce(pipeline.bootstrap, pipeline.source, records, partition=0)
+    shop_only = [{"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"}]
+    worker = pipeline.start_worker(pipeline.config(destinations=shop_only))
+
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 60,
+        60,
+        "the 60 events",
+        worker.log,
+    )
+    received = graph.received(SHOP_PIXEL)["pixels"][SHOP_PIXEL]
+    code_of = {item["event"]["event_id"]: item["test_event_code"] for item in received["events"]}
+    # The emulator records each request's code on its events: mixed in one request, the events
+    # of another code (or of none) would carry the wrong one.
+    assert code_of == {f"codes-{i}": codes[i % 3] for i in range(60)}
+    assert received["requests"] >= 3
+    assert worker.terminate() == 0
+
+
 def test_metrics_and_health_endpoints_report_the_running_worker(
     pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
@@ -347,7 +378,8 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
             strict=True,
         )
     ]
-    produce(pipeline.bootstrap, pipeline.source, valid_events(100, "metrics") + switched_off)
+    valid = valid_events(100, "metrics")
+    produce(pipeline.bootstrap, pipeline.source, valid + switched_off)
     worker = pipeline.start_worker(pipeline.config(metrics_port=port))
     wait_until(lambda: get("/livez")[0] == 200, 60, "/livez", worker.log)
     wait_until(lambda: get("/readyz")[0] == 200, 60, "/readyz after joining", worker.log)
@@ -371,6 +403,20 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
             in text
         )
     assert unique_events(graph.received(events=False), SHOP_PIXEL) == 100
+    # Match quality, counted from what the events carry: every sample event has an email, some
+    # a phone, some the pixel's _fbp cookie.
+    events = [orjson.loads(value) for value in valid]
+    with_phone = sum(1 for event in events if "phone" in event["context"]["traits"])
+    with_fbp = sum(1 for event in events if "cookies" in event["context"])
+    assert 0 < with_phone < 100 and 0 < with_fbp < 100
+    for key, count in (
+        ("em", 100),
+        ("ph", with_phone),
+        ("fbp", with_fbp),
+        ("fbp_or_fbc", with_fbp),
+    ):
+        assert f'capi_user_data_keys_total{{destination="shop",key="{key}"}} {count}.0' in text
+    assert 'key="fbc"' not in text
     assert 'capi_graph_request_seconds_count{destination="shop",outcome="ok"}' in text
     assert "capi_batch_events_bucket" in text
     assert "capi_partitions_assigned 4.0" in text

@@ -38,6 +38,8 @@ INVALID_PRODUCTS = "invalid_products"  # `products` is not a list of objects
 INVALID_CATEGORY = "invalid_category"  # `category` is neither a string, a number nor a list
 INVALID_DELIVERY_CATEGORY = "invalid_delivery_category"  # not in_store, curbside, home_delivery
 INVALID_DATA_PROCESSING_OPTIONS = "invalid_data_processing_options"  # not [[opts], country, state]
+MISSING_APP_DATA = "missing_app_data"  # an app event on neither Android nor iOS, no app_data
+INVALID_APP_DATA = "invalid_app_data"  # integrations.<name>.app_data Meta would refuse
 META_CONTRACT_VIOLATION = "meta_contract_violation"  # built, but breaks a rule Meta enforces
 MAPPING_FAILED = "mapping_failed"  # an unexpected error in the mapping code itself (a bug)
 
@@ -77,6 +79,8 @@ INVALID_REASONS: frozenset[str] = frozenset(
         INVALID_CATEGORY,
         INVALID_DELIVERY_CATEGORY,
         INVALID_DATA_PROCESSING_OPTIONS,
+        MISSING_APP_DATA,
+        INVALID_APP_DATA,
         META_CONTRACT_VIOLATION,
         MAPPING_FAILED,
     }

@@ -11,6 +11,7 @@ Commit rule: a partition's offset moves only past records that are done, see wat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -24,6 +25,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from worker.capi.delivery import EventFailure, GraphDelivery
+from worker.capi.match_quality import count_keys, user_data_signature
 from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
 from worker.destination_set import DestinationSet
@@ -80,6 +82,7 @@ class Worker:
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
         self._destinations = DestinationSet(settings.destinations)
+        self.stats.expect(self._destinations)
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
         batching = settings.batching
@@ -358,7 +361,13 @@ class Worker:
                     )
                 else:
                     record.remaining += 1
-                    for batch in self._batcher.add(destination, encoded, record):
+                    for batch in self._batcher.add(
+                        destination,
+                        encoded,
+                        record,
+                        result.test_event_code,
+                        user_data_signature(result.event),
+                    ):
                         self._send(batch)
                     continue
             elif isinstance(result, Skipped):
@@ -422,7 +431,9 @@ class Worker:
         started = time.monotonic()
         requests = 0
         try:
-            report = await self._delivery.deliver_encoded(destination, batch.encoded)
+            report = await self._delivery.deliver_encoded(
+                destination, batch.encoded, batch.test_event_code
+            )
             failures, requests = report.failures, report.requests
             self.stats.requests += requests
         except Exception as error:  # a bug of ours: keep the records, never lose them silently
@@ -447,7 +458,8 @@ class Worker:
                 if self._may_dead_letter(why):
                     writes.append(self._dead_letter_now(record, why))
         delivered = len(records) - len(failed_at)
-        self.stats.count_delivered(destination.name, destination.pixel_id, delivered)
+        keys = count_keys(batch.user_data_keys, failed_at)
+        self.stats.count_delivered(destination.name, destination.pixel_id, delivered, keys)
         self._breaker.succeeded(delivered)
         log.info(
             "Batch done; destination=%s events=%d delivered=%d dead_lettered=%d requests=%d "
@@ -617,14 +629,23 @@ class Worker:
 
 
 def _record_consumer_lag(statistics_json: str) -> None:
-    """librdkafka statistics callback (kafka thread): consumer lag per assigned partition."""
+    """librdkafka statistics callback (kafka thread): consumer lag per assigned partition.
+
+    librdkafka keeps reporting a partition after it was revoked (`desired` false) with its last
+    lag: that series is removed, or the former owner would show a stale lag next to the new
+    owner's (a dashboard taking the max per partition would show it forever)."""
     try:
         statistics = orjson.loads(statistics_json)
         for topic, topic_stats in statistics.get("topics", {}).items():
             for partition, partition_stats in topic_stats.get("partitions", {}).items():
+                if partition == "-1":
+                    continue
                 lag = partition_stats.get("consumer_lag", -1)
-                if partition != "-1" and lag >= 0:
+                if partition_stats.get("desired", True) and lag >= 0:
                     metrics.CONSUMER_LAG.labels(topic, partition).set(lag)
+                else:
+                    with contextlib.suppress(KeyError):  # older prometheus_client raises
+                        metrics.CONSUMER_LAG.remove(topic, partition)
     except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
         log.debug("Unreadable librdkafka statistics; error=%s", error)
 

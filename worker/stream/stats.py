@@ -6,9 +6,16 @@ Every count goes through one method here, so the summary and the metrics never d
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from worker.capi.delivery import REASON_INVALID_TOKEN, REASON_PERMISSION_DENIED
+from worker.capi.graph_errors import ErrorKind
+from worker.config import DestinationSettings
 from worker.telemetry import metrics
+
+RETRIED_KINDS = (ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
+AUTH_REASONS = (REASON_INVALID_TOKEN, REASON_PERMISSION_DENIED)
 
 
 @dataclass
@@ -16,11 +23,25 @@ class WorkerStats:
     consumed: int = 0
     refetched: int = 0  # records the consumer handed over again within one assignment: ignored
     delivered: Counter[str] = field(default_factory=Counter)  # by destination name
+    # destination name -> delivered events carrying each user_data key
+    user_data_keys: dict[str, Counter[str]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)  # by reason
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by "stage/reason"
     requests: int = 0
     batches: int = 0
     commits: int = 0
+
+    def expect(self, destinations: Iterable[DestinationSettings]) -> None:
+        """Export at zero, from start-up, each destination's series that the alerts take
+        increases of (deliveries, throttled and transient retries, token and permission dead
+        letters): a counter born with its first increment shows that increment to no rate()."""
+        for destination in destinations:
+            name = destination.name
+            metrics.EVENTS_DELIVERED.labels(name, destination.pixel_id)
+            for kind in RETRIED_KINDS:
+                metrics.GRAPH_RETRIES.labels(name, kind.name.lower())
+            for reason in AUTH_REASONS:
+                metrics.EVENTS_DEAD_LETTERED.labels(name, "deliver", reason)
 
     def count_consumed(self, topic: str, records: int) -> None:
         self.consumed += records
@@ -38,9 +59,16 @@ class WorkerStats:
         self.batches += 1
         metrics.BATCH_SIZE.labels(destination).observe(events)
 
-    def count_delivered(self, destination: str, pixel_id: str, events: int) -> None:
+    def count_delivered(
+        self, destination: str, pixel_id: str, events: int, keys: Counter[str] | None = None
+    ) -> None:
+        """`events` delivered; `keys`: how many of them carried each user_data key."""
         self.delivered[destination] += events
         metrics.EVENTS_DELIVERED.labels(destination, pixel_id).inc(events)
+        if keys:
+            self.user_data_keys.setdefault(destination, Counter()).update(keys)
+            for key, count in keys.items():
+                metrics.USER_DATA_KEYS.labels(destination, key).inc(count)
 
     def count_dead_lettered(self, destination: str | None, stage: str, reason: str) -> None:
         self.dead_lettered[f"{stage}/{reason}"] += 1
