@@ -320,7 +320,7 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
 
 
 def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     codes = [None, "TEST_A", "TEST_B"]
     records = []
