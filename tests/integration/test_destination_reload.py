@@ -22,8 +22,8 @@ import orjson
 import pytest
 import yaml
 
-from tests.integration.worker_harness import WorkerProcess, wait_until, write_config
-from tests.kafka_helpers import committed_offsets, end_offsets, produce, read_values, unique_topic
+from tests.kafka_helpers import all_committed, produce, read_values, unique_topic
+from tests.support.worker import WorkerProcess, wait_until, write_config
 from worker.sandbox.broker import free_port
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
@@ -105,9 +105,7 @@ class Tenants:
         produce(self.bootstrap, self.source, records)
 
     def all_committed(self) -> bool:
-        ends = end_offsets(self.bootstrap, self.source)
-        committed = committed_offsets(self.bootstrap, self.group, self.source)
-        return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
+        return all_committed(self.bootstrap, self.group, self.source)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as page:
