@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from worker import reasons
 from worker.config import DestinationSettings
 from worker.decode import DecodeError
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, MapResult, Skipped
 from worker.mapping.routing import is_routed
 
-NOT_ROUTED = Skipped("not_routed")
+NOT_ROUTED = Skipped(reasons.NOT_ROUTED)
 
 # Set by `capi-worker dlq redrive --to source` on a record dead-lettered for one destination of
 # a fan-out: only that destination takes it again, so the others are not sent it a second time.
 REDRIVE_ONLY_DESTINATION_HEADER = "capi.redrive.only_destination"
-REDRIVE_OTHER_DESTINATION = Skipped("redrive_other_destination")
+REDRIVE_OTHER_DESTINATION = Skipped(reasons.REDRIVE_OTHER_DESTINATION)
 
 Decoder = Callable[[bytes | None], dict[str, Any]]
 
@@ -25,7 +26,7 @@ def decode_record(decoder: Decoder, value: bytes | None) -> dict[str, Any] | Inv
     try:
         return decoder(value)
     except DecodeError as error:
-        return Invalid(error.reason, error.message, stage="decode")
+        return Invalid(error.reason, error.message)
 
 
 def map_for_destinations(
@@ -75,5 +76,5 @@ def _route_and_map(
     try:
         routed = is_routed(message, headers, destination)
     except Exception as error:  # a bug of ours; the record is dead-lettered, the worker goes on
-        return Invalid("routing_failed", f"routing raised {type(error).__name__}", stage="route")
+        return Invalid(reasons.ROUTING_FAILED, f"routing raised {type(error).__name__}")
     return map_event(message, destination, now) if routed else NOT_ROUTED

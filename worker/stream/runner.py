@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from worker import reasons
 from worker.capi.delivery import EventFailure, GraphDelivery
 from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
@@ -287,7 +288,7 @@ class Worker:
                 consumed[topic] = consumed.get(topic, 0) + 1
                 if gate is not None and not gate.admit(message):
                     watermark.track(offset, done=True)
-                    self.stats.count_skipped("", "outside_replay_window")
+                    self.stats.count_skipped("", gate.skip_reason)
                     continue
                 decoded: dict[str, Any] | Invalid | None
                 try:
@@ -317,7 +318,7 @@ class Worker:
         delay = 0.5
         while True:
             if not getattr(error, "retryable", False):
-                return Invalid(error.reason, error.message, stage="decode")
+                return Invalid(error.reason, error.message)
             log.warning("Decoding waits; reason=%s retry_in=%.1fs", error.reason, delay)
             if self._stopping.is_set():
                 return None
@@ -347,7 +348,7 @@ class Worker:
                     # The mapping should never produce such an event; if it does, that
                     # record is dead-lettered, not the worker.
                     invalid = Invalid(
-                        "unserializable_event", f"the mapped event cannot be sent: {error}"
+                        reasons.UNSERIALIZABLE_EVENT, f"the mapped event cannot be sent: {error}"
                     )
                 else:
                     record.remaining += 1
@@ -423,9 +424,7 @@ class Worker:
                 "Delivery crashed; destination=%s events=%d", destination.name, len(records)
             )
             failures = [
-                EventFailure(
-                    i, "internal_error", f"delivery failed: {error!r}", None, None, None, 0
-                )
+                EventFailure.internal_error(i, f"delivery failed: {error!r}")
                 for i in range(len(records))
             ]
         failed_at = {failure.index: failure for failure in failures}
@@ -634,7 +633,7 @@ def _reason(invalid: Invalid, destination: DestinationSettings | None) -> DeadLe
 
 def _failure_reason(failure: EventFailure, destination: DestinationSettings) -> DeadLetterReason:
     return DeadLetterReason(
-        stage="deliver",
+        stage=reasons.stage_of(failure.reason),
         reason=failure.reason,
         message=failure.message,
         destination=destination.name,
