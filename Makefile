@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install install-docker-compose demo test lint format emulator soak bench clean
+.PHONY: install install-docker-compose install-prometheus prometheus-rules demo test lint format emulator soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,25 @@ install-docker-compose:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 
+# tests/e2e/test_monitoring.py runs `promtool` (rule unit tests, rule checks) and
+# tests/integration/test_prometheus_live.py runs `prometheus`: both come in Debian's package
+# `prometheus` (~12 packages, 30 s here; no recommends, so no node exporter). Installed only
+# when missing; sudo unless root.
+install-prometheus:
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# deploy/prometheus/capi-worker.rules.yaml from the chart's PrometheusRule (default values).
+prometheus-rules: $(STAMP)
+	$(BIN)/python tests/monitoring.py
+
 demo: $(STAMP)
 	$(BIN)/capi-worker demo
 
-test: $(STAMP) install-docker-compose
+test: $(STAMP) install-docker-compose install-prometheus
 	$(BIN)/ruff check worker tests
 	$(BIN)/ruff format --check worker tests
 	$(BIN)/mypy

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import orjson
 
-from worker.config import ConfigError, Settings, load_settings
+from worker.config import ConfigError, DestinationSettings, Settings, load_settings
 from worker.telemetry.logs import configure_logging
 
 EXIT_CONFIG = 2
@@ -57,39 +57,53 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def transform_lines(settings: Settings, lines: IO[bytes], out: IO[bytes], now: float) -> None:
-    """One output line per (input line, destination), using the worker's own mapping stage."""
+def transform_lines(
+    settings: Settings, lines: IO[bytes], out: IO[bytes], now: float, show_unrouted: bool = False
+) -> None:
+    """One output line per (input line, destination it is routed to), using the worker's own
+    mapping stage; with `show_unrouted`, one per (input line, destination)."""
     from worker.decode import build_decoder
-    from worker.mapping.result import Invalid, Mapped, Skipped
-    from worker.pipeline import decode_record, map_for_destinations
+    from worker.destination_set import DestinationSet
+    from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
+    from worker.pipeline import decode_record, map_for_destinations, map_routed
 
     decode_json = build_decoder(settings.decoding.model_copy(update={"format": "json"}))
-    destinations = settings.destinations
+    destinations = DestinationSet(settings.destinations)
+    every = destinations.destinations
     for raw_line in lines:
         line = raw_line.rstrip(b"\r\n")
         if not line.strip():
             continue
         decoded = decode_record(decode_json, line)
+        results: Sequence[tuple[DestinationSettings | None, MapResult]]
         if isinstance(decoded, Invalid):
-            results: list[Any] = [decoded] * len(destinations)
+            results = [(d, decoded) for d in every] if show_unrouted else [(None, decoded)]
+        elif show_unrouted:
+            results = list(
+                zip(every, map_for_destinations(decoded, None, destinations, now), strict=True)
+            )
         else:
-            results = map_for_destinations(decoded, None, destinations, now)
-        for destination, result in zip(destinations, results, strict=True):
+            routed = map_routed(decoded, None, destinations, now)
+            results = [(None, routed)] if isinstance(routed, Invalid) else routed
+        for destination, result in results:
             row: dict[str, Any]
             if isinstance(result, Mapped):
+                assert destination is not None
                 row = {"pixel_id": destination.pixel_id, "event": result.event}
             elif isinstance(result, Skipped):
                 row = {"skipped": result.reason}
             else:
                 error = {"stage": result.stage, "reason": result.reason, "message": result.message}
-                row = {"pixel_id": destination.pixel_id, "error": error}
+                row = {"error": error}
+                if destination is not None:
+                    row = {"pixel_id": destination.pixel_id, **row}
             out.write(orjson.dumps(row) + b"\n")
 
 
 def command_transform(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     now = float(args.now) if args.now is not None else time.time()
-    transform_lines(settings, sys.stdin.buffer, sys.stdout.buffer, now)
+    transform_lines(settings, sys.stdin.buffer, sys.stdout.buffer, now, args.show_unrouted)
     sys.stdout.flush()
     return 0
 
@@ -215,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transform.add_argument("--config", required=True)
     transform.add_argument("--now", type=float, help="the current time, Unix seconds")
+    transform.add_argument(
+        "--show-unrouted",
+        action="store_true",
+        help='also print {"skipped": "not_routed"} for each destination an event is not routed to',
+    )
     transform.set_defaults(handler=command_transform)
 
     replay = commands.add_parser(

@@ -8,9 +8,9 @@ from typing import Any
 from worker import reasons
 from worker.config import DestinationSettings
 from worker.decode import DecodeError
+from worker.destination_set import DestinationSet
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, MapResult, Skipped
-from worker.mapping.routing import is_routed
 
 NOT_ROUTED = Skipped(reasons.NOT_ROUTED)
 
@@ -29,26 +29,70 @@ def decode_record(decoder: Decoder, value: bytes | None) -> dict[str, Any] | Inv
         return Invalid(error.reason, error.message)
 
 
+RoutedResults = list[tuple[DestinationSettings, MapResult]]
+
+
+def map_routed(
+    message: dict[str, Any],
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    destinations: DestinationSet,
+    now: float,
+) -> RoutedResults | Invalid:
+    """(destination, result) for each destination the record is routed to, in fan-out order;
+    destinations it is not routed to are not looked at. Never raises: a failure of routing
+    itself (a bug of ours) is one `Invalid` at stage `route` for the whole record.
+
+    A record carrying `capi.redrive.only_destination: X` is routed to destination X only (if
+    X's own routing takes it).
+    """
+    header_map = dict(headers) if headers else None
+    try:
+        routed = _routed(message, header_map, destinations)
+    except Exception as error:  # a bug of ours; the record is dead-lettered, the worker goes on
+        return Invalid(reasons.ROUTING_FAILED, f"routing raised {type(error).__name__}")
+    every, plans = destinations.destinations, destinations.plans
+    return [(every[i], map_event(message, every[i], now, plans[i])) for i in routed]
+
+
 def map_for_destinations(
     message: dict[str, Any],
     headers: Sequence[tuple[str, bytes | None]] | None,
-    destinations: Sequence[DestinationSettings],
+    destinations: DestinationSet | Sequence[DestinationSettings],
     now: float,
 ) -> list[MapResult]:
-    """One result per destination, in the order of `destinations`. Never raises.
+    """One result per destination of the set, in its order (tools that report on every
+    destination: `transform --show-unrouted`, dead-letter redrive). Never raises.
 
-    A record carrying `capi.redrive.only_destination: X` is routed to destination X only; every
-    other destination answers `Skipped("redrive_other_destination")`.
+    A destination the record is not routed to answers `Skipped("not_routed")`; with the
+    redrive header, every destination but the one named answers
+    `Skipped("redrive_other_destination")`.
     """
-    header_map = dict(headers) if headers else None
-    only = _only_destination(header_map)
-    results: list[MapResult] = []
-    for destination in destinations:
-        if only is not None and destination.name != only:
-            results.append(REDRIVE_OTHER_DESTINATION)
-        else:
-            results.append(_route_and_map(message, header_map, destination, now))
+    if not isinstance(destinations, DestinationSet):
+        destinations = DestinationSet(destinations)
+    routed = map_routed(message, headers, destinations, now)
+    if isinstance(routed, Invalid):
+        return [routed] * len(destinations)
+    only = _only_destination(dict(headers) if headers else None)
+    results: list[MapResult] = [
+        NOT_ROUTED if only is None or d.name == only else REDRIVE_OTHER_DESTINATION
+        for d in destinations.destinations
+    ]
+    for destination, result in routed:
+        index = destinations.index_of(destination.name)
+        assert index is not None
+        results[index] = result
     return results
+
+
+def _routed(
+    message: dict[str, Any], headers: dict[str, bytes | None] | None, destinations: DestinationSet
+) -> Sequence[int]:
+    routed = destinations.route(message, headers)
+    only = _only_destination(headers)
+    if only is None:
+        return routed
+    index = destinations.index_of(only)
+    return [index] if index is not None and index in routed else []
 
 
 def _only_destination(headers: dict[str, bytes | None] | None) -> str | None:
@@ -65,16 +109,3 @@ def _only_destination(headers: dict[str, bytes | None] | None) -> str | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", errors="replace")
     return ""
-
-
-def _route_and_map(
-    message: dict[str, Any],
-    headers: dict[str, bytes | None] | None,
-    destination: DestinationSettings,
-    now: float,
-) -> MapResult:
-    try:
-        routed = is_routed(message, headers, destination)
-    except Exception as error:  # a bug of ours; the record is dead-lettered, the worker goes on
-        return Invalid(reasons.ROUTING_FAILED, f"routing raised {type(error).__name__}")
-    return map_event(message, destination, now) if routed else NOT_ROUTED

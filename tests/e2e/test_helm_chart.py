@@ -119,6 +119,22 @@ ALL_OPTIONS: dict[str, Any] = {
     "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
     "serviceAccount": {"create": True, "annotations": {"team": "growth"}},
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}},
+    "prometheusRule": {
+        "enabled": True,
+        "labels": {"release": "prom"},
+        "alertLabels": {"team": "growth"},
+        "runbookUrl": "https://wiki.example.com/capi-worker/observability",
+        "consumerLagThreshold": 5000,
+        "deadLetterRatioThreshold": 0.05,
+        "pollLoopStalledSeconds": 120,
+        "partitionsPausedFor": "30m",
+    },
+    "grafanaDashboard": {
+        "enabled": True,
+        "namespace": "monitoring",
+        "labels": {"team": "growth"},
+        "annotations": {"grafana_folder": "Kafka"},
+    },
     "autoscaling": {
         "keda": {
             "enabled": True,

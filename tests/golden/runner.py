@@ -162,7 +162,15 @@ def _run_group(cases: list[Case], workdir: Path, index: int) -> dict[str, list[A
         yaml.safe_dump({"kafka": KAFKA_SECTION, "destinations": destinations}), encoding="utf-8"
     )
     stdin = b"".join(case.line + b"\n" for case in cases)
-    command = [*transform_command(), "--config", str(config), "--now", repr(cases[0].now)]
+    # --show-unrouted: one line per (input line, destination), whatever the routing says.
+    command = [
+        *transform_command(),
+        "--config",
+        str(config),
+        "--now",
+        repr(cases[0].now),
+        "--show-unrouted",
+    ]
     done = subprocess.run(
         command, input=stdin, capture_output=True, timeout=120, cwd=REPO_ROOT, check=False
     )

@@ -3,12 +3,13 @@ from typing import Any
 import pytest
 
 from worker.config import DestinationSettings
+from worker.destination_set import DestinationSet
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.pipeline import map_for_destinations
+from worker.pipeline import map_for_destinations, map_routed
 
 
 def _destination(**match: Any) -> DestinationSettings:
-    return DestinationSettings(name="shop", pixel_id="1", access_token="t", match=match)  # type: ignore[arg-type]
+    return _named("shop", "1", **match)
 
 
 def test_a_destination_whose_match_refuses_the_event_gets_not_routed() -> None:
@@ -18,16 +19,46 @@ def test_a_destination_whose_match_refuses_the_event_gets_not_routed() -> None:
     assert result == Skipped("not_routed")
 
 
-def test_a_routing_failure_is_an_invalid_route_stage_result_not_an_exception(
+def test_a_routing_failure_is_one_invalid_route_stage_result_not_an_exception(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(*_args: Any) -> bool:
+    def broken(*_args: Any) -> list[int]:
         raise KeyError("boom")
 
-    monkeypatch.setattr("worker.pipeline.is_routed", broken)
-    [result] = map_for_destinations({"type": "track"}, None, [_destination()], 0)
+    destinations = DestinationSet([_destination(), _named("blog", "2")])
+    monkeypatch.setattr(DestinationSet, "route", broken)
+    result = map_routed({"type": "track"}, None, destinations, 0)
     assert isinstance(result, Invalid)
     assert (result.stage, result.reason) == ("route", "routing_failed")
+    every = map_for_destinations({"type": "track"}, None, destinations, 0)
+    assert every == [result, result]
+
+
+def test_a_record_is_mapped_only_for_the_destinations_it_is_routed_to_in_fan_out_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    destinations = DestinationSet(
+        [
+            _named("web", "1", source_ids=["web"]),
+            _named("all", "2"),
+            _named("app", "3", source_ids=["app"]),
+            _named("pages", "4", event_types=["page"]),
+        ]
+    )
+    mapped_for: list[str] = []
+
+    def spy(message: Any, destination: DestinationSettings, now: float, plan: Any) -> Any:
+        mapped_for.append(destination.name)
+        assert plan is destinations.plans[destinations.index_of(destination.name) or 0]
+        return Skipped("spy")
+
+    monkeypatch.setattr("worker.pipeline.map_event", spy)
+    results = map_routed({**_PAGE, "context": {"sourceId": "app"}}, None, destinations, 0)
+    assert isinstance(results, list)
+    assert [d.name for d, _ in results] == mapped_for == ["all", "app", "pages"]
+    assert map_routed({"type": "track", "context": {"sourceId": "x"}}, None, destinations, 0) == [
+        (destinations.destinations[1], Skipped("spy"))
+    ]
 
 
 # -- capi.redrive.only_destination: a redriven record goes back to its one destination ----------
@@ -78,3 +109,12 @@ def test_an_unreadable_redrive_header_never_fans_the_record_out_again(value: Any
     headers = [("capi.redrive.only_destination", value)]
     results = map_for_destinations(_PAGE, headers, _FANOUT, 1_700_000_000)
     assert results == [Skipped("redrive_other_destination")] * 3
+
+
+def test_the_routed_results_of_a_redriven_record_hold_its_one_destination_only() -> None:
+    headers = [("capi.redrive.only_destination", b"blog")]
+    results = map_routed(_PAGE, headers, DestinationSet(_FANOUT), 1_700_000_000)
+    assert isinstance(results, list)
+    assert [(d.name, type(r)) for d, r in results] == [("blog", Mapped)]
+    gone = [("capi.redrive.only_destination", b"renamed")]
+    assert map_routed(_PAGE, gone, DestinationSet(_FANOUT), 1_700_000_000) == []

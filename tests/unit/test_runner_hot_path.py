@@ -11,7 +11,7 @@ import pytest
 
 import worker.stream.runner as runner
 from worker.config import parse_settings
-from worker.mapping.result import Invalid, Mapped, Skipped
+from worker.mapping.result import Invalid, Mapped
 from worker.stream.batcher import Batch
 from worker.stream.dead_letter import DeadLetterReason
 from worker.stream.watermark import InFlightRecord
@@ -52,25 +52,26 @@ class Message:
         return None
 
 
-def fake_mapping(decoded: dict[str, Any], *_: Any) -> list[Any]:
-    """Per destination: what the record's `shop` / `blog` fields say."""
+def fake_mapping(decoded: dict[str, Any], _headers: Any, destinations: Any, _now: Any) -> Any:
+    """Per destination: what the record's `shop` / `blog` fields say (`skip`: not routed)."""
     results: list[Any] = []
-    for name in ("shop", "blog"):
-        kind = decoded[name]
+    for destination in destinations:
+        kind = decoded[destination.name]
         if kind == "ok":
-            results.append(Mapped({"event_name": "Lead", "event_id": decoded["id"], "to": name}))
+            event = {"event_name": "Lead", "event_id": decoded["id"], "to": destination.name}
+            results.append((destination, Mapped(event)))
         elif kind == "skip":
-            results.append(Skipped("not_routed"))
+            continue
         elif kind == "unserializable":
-            results.append(Mapped({"event_name": "Lead", "custom_data": {"x": {1, 2}}}))
+            results.append((destination, Mapped({"event_name": "Lead", "custom_data": {"x": {1}}})))
         else:
-            results.append(Invalid("invalid_value", "revenue is not a number"))
+            results.append((destination, Invalid("invalid_value", "revenue is not a number")))
     return results
 
 
 class Harness:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(runner, "map_for_destinations", fake_mapping)
+        monkeypatch.setattr(runner, "map_routed", fake_mapping)
         self.worker = runner.Worker(SETTINGS)
         self.worker._ledger.assign([("t", 0), ("t", 1)])
         self.sent: list[Batch] = []
@@ -148,3 +149,31 @@ def test_mapping_failures_are_dead_lettered_once_per_destination(
     assert harness.dead[0][0] is harness.dead[1][0]
     assert harness.dead[0][0].remaining == 2
     assert harness.position(0) == 7
+
+
+def test_a_record_no_destination_takes_is_done_and_counted_once_as_not_routed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch)
+    harness.handle([Message(0, 3, {"id": "a", "shop": "skip", "blog": "skip"})])
+    assert harness.sent == [] and harness.dead == []
+    assert harness.worker.stats.skipped == {"not_routed": 1}
+    assert harness.position(0) == 4
+
+
+def test_a_routing_failure_is_one_dead_letter_without_a_destination(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness = Harness(monkeypatch)
+    failure = Invalid("routing_failed", "routing raised KeyError", stage="route")
+    monkeypatch.setattr(runner, "map_routed", lambda *_: failure)
+    harness.handle([Message(0, 9, {"id": "a"})])
+    [(record, why)] = harness.dead
+    assert (why.stage, why.reason, why.destination, why.pixel_id) == (
+        "route",
+        "routing_failed",
+        None,
+        None,
+    )
+    assert record.remaining == 1
+    assert harness.position(0) == 9

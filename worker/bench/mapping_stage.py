@@ -1,8 +1,8 @@
 """Figure 1: the mapping stage alone, in process, on one core.
 
 Per record, exactly what the worker does between `poll()` and the batcher: decode the value
-(`worker.pipeline.decode_record` with the configured decoder), route and map it for every
-destination (`map_for_destinations`: normalise, hash, validate) and serialise each resulting
+(`worker.pipeline.decode_record` with the configured decoder), route it and map it for each
+destination it is routed to (`map_routed`: normalise, hash, validate) and serialise each resulting
 Conversions API event with orjson. No Kafka, no HTTP: pure CPU, one thread. The hash cache
 (a bounded LRU) is emptied before each run, so every run starts cold like a fresh worker.
 """
@@ -19,9 +19,10 @@ import orjson
 
 from worker.config import Settings, parse_settings
 from worker.decode import build_decoder
+from worker.destination_set import DestinationSet
 from worker.mapping.normalize import clear_hash_cache, hash_cache_info
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.pipeline import decode_record, map_for_destinations
+from worker.pipeline import NOT_ROUTED, decode_record, map_routed
 
 from .stack import BENCH_PIXEL, BENCH_TOKEN, worker_config
 
@@ -83,7 +84,7 @@ class MappingRun:
 def run_mapping(values: list[bytes], settings: Settings, now: float) -> MappingRun:
     """Decode + map + serialise every value once; the clock runs around the whole loop."""
     decoder = build_decoder(settings.decoding)
-    destinations = settings.destinations
+    destinations = DestinationSet(settings.destinations)
     outcomes: Counter[str] = Counter()
     clock = time.perf_counter_ns
     decode_ns = map_ns = serialise_ns = 0
@@ -99,10 +100,15 @@ def run_mapping(values: list[bytes], settings: Settings, now: float) -> MappingR
         if isinstance(decoded, Invalid):
             outcomes[f"invalid:{decoded.stage}/{decoded.reason}"] += 1
             continue
-        results = map_for_destinations(decoded, None, destinations, now)
+        routed = map_routed(decoded, None, destinations, now)
         t2 = clock()
         map_ns += t2 - t1
-        for result in results:
+        if isinstance(routed, Invalid):
+            outcomes[f"invalid:{routed.stage}/{routed.reason}"] += 1
+            routed = []
+        elif not routed:
+            outcomes[f"skipped:{NOT_ROUTED.reason}"] += 1
+        for _, result in routed:
             if isinstance(result, Mapped):
                 orjson.dumps(result.event)
                 outcomes["mapped"] += 1

@@ -35,7 +35,7 @@ from worker.mapping.ldu import data_processing_options
 from worker.mapping.names import IDENTIFY_EVENT_NAME, page_event_name, track_event_name
 from worker.mapping.options import integration_options
 from worker.mapping.paths import first_present
-from worker.mapping.plan import DestinationPlan, plan_for
+from worker.mapping.plan import DestinationPlan, build_plan
 from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
 from worker.mapping.timefields import parse_timestamp_ms
 from worker.mapping.user_data import build_user_data, has_customer_information
@@ -45,10 +45,16 @@ _EMPTY: dict[str, Any] = {}
 _ACTION_SOURCE_KEYS = ("action_source", "actionSource")
 
 
-def map_event(message: Any, destination: DestinationSettings, now: float) -> MapResult:
-    """Map `message` for `destination` as of `now` (Unix seconds)."""
+def map_event(
+    message: Any,
+    destination: DestinationSettings,
+    now: float,
+    plan: DestinationPlan | None = None,
+) -> MapResult:
+    """Map `message` for `destination` as of `now` (Unix seconds). `plan` is the destination's
+    plan from its destination set; without one it is built for this call."""
     try:
-        return _map(message, plan_for(destination), now)
+        return _map(message, plan if plan is not None else build_plan(destination), now)
     except InvalidEvent as error:
         return Invalid(error.reason, error.message)
     except Exception as error:  # a bug in this package must cost one event, not the worker

@@ -1,8 +1,6 @@
-"""Per-destination lookup tables, built once per `DestinationSettings` object and reused.
-
-Settings are frozen, so a plan computed from one settings object stays right for its life. The
-cache holds the settings object itself to make sure an id is never reused by another object.
-"""
+"""Per-destination lookup tables for the mapping, built once when a destination set is loaded
+(`worker.destination_set`) and handed to `map_event` with the event. No cache: a set of any
+size keeps exactly one plan per destination, for as long as the set lives."""
 
 from __future__ import annotations
 
@@ -20,9 +18,6 @@ DEFAULT_EVENTS_TO_STANDARD: dict[str, str] = {
     "Products Searched": "Search",
     "Checkout Started": "InitiateCheckout",
 }
-
-# Destinations are few; the bound only guards against settings objects built per call.
-_PLAN_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +41,14 @@ class DestinationPlan:
     pii_actions: dict[str, bool]
     integration_names: tuple[str, ...]
     required_consent: tuple[str, ...]
-    match_types: frozenset[str]
-    match_names: frozenset[str]
-    match_source_ids: frozenset[str]
-    source_id_field: tuple[str, ...]
-    source_id_header: str | None
 
 
-def _build(destination: DestinationSettings) -> DestinationPlan:
+def build_plan(destination: DestinationSettings) -> DestinationPlan:
     folded = {name.casefold(): meta for name, meta in DEFAULT_EVENTS_TO_STANDARD.items()}
     folded.update((name.casefold(), meta) for name, meta in destination.events_to_standard.items())
     value_field = destination.value_field_identifier.strip()
     if value_field.startswith("properties."):
         value_field = value_field[len("properties.") :]
-    match = destination.match
     return DestinationPlan(
         forward_identify=destination.forward_identify,
         forward_screen=destination.forward_screen,
@@ -79,15 +68,7 @@ def _build(destination: DestinationSettings) -> DestinationPlan:
         pii_actions=_pii_actions(destination),
         integration_names=tuple(destination.integration_names),
         required_consent=tuple(destination.required_consent_categories),
-        match_types=frozenset(match.event_types),
-        match_names=frozenset(match.event_names),
-        match_source_ids=frozenset(match.source_ids),
-        source_id_field=split_path(match.source_id_field),
-        source_id_header=match.source_id_header,
     )
-
-
-_plans: dict[int, tuple[DestinationSettings, DestinationPlan]] = {}
 
 
 def _pii_actions(destination: DestinationSettings) -> dict[str, bool]:
@@ -98,15 +79,3 @@ def _pii_actions(destination: DestinationSettings) -> dict[str, bool]:
     for name in destination.pii_allowlist:
         actions.pop(name, None)
     return actions
-
-
-def plan_for(destination: DestinationSettings) -> DestinationPlan:
-    """The lookup tables of `destination`, built on first use."""
-    entry = _plans.get(id(destination))
-    if entry is not None and entry[0] is destination:
-        return entry[1]
-    plan = _build(destination)
-    if len(_plans) >= _PLAN_CACHE_SIZE:
-        _plans.clear()
-    _plans[id(destination)] = (destination, plan)
-    return plan

@@ -177,7 +177,7 @@ def summary_table(worker: Worker, received: dict[str, Any], dead_letters: Counte
             f"{seen.get('requests', 0)} requests)",
         )
     for reason, count in sorted(stats.skipped.items()):
-        label = "not for that destination (its match filter)" if reason == "not_routed" else reason
+        label = "routed to no destination (match filters)" if reason == "not_routed" else reason
         table.add_row(f"skipped: {label}", str(count))
     for reason, count in sorted(dead_letters.items()):
         table.add_row(f"dead-lettered: {reason}", str(count))

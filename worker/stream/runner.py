@@ -27,9 +27,10 @@ from worker import reasons
 from worker.capi.delivery import EventFailure, GraphDelivery
 from worker.config import ConfigError, DestinationSettings, Settings
 from worker.decode import DecodeError, build_decoder, read_headers
+from worker.destination_set import DestinationSet
 from worker.kafka_config import consumer_config, kafka_error_text, producer_config
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.pipeline import map_for_destinations
+from worker.pipeline import NOT_ROUTED, map_routed
 from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.breaker import CircuitOpen, FailureBreaker
 from worker.stream.dead_letter import DeadLetterReason, DeadLetterWriter
@@ -79,7 +80,7 @@ class Worker:
         self._breaker = FailureBreaker(settings.circuit_breaker)
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
-        self._destinations: list[DestinationSettings] = list(settings.destinations)
+        self._destinations = DestinationSet(settings.destinations)
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
         batching = settings.batching
@@ -146,10 +147,10 @@ class Worker:
                 on_lost=self._on_lost,
             )
             log.info(
-                "Worker started; group=%s topics=%s destinations=%s",
+                "Worker started; group=%s topics=%s destinations=%d",
                 self.settings.kafka.group_id,
                 ",".join(self.settings.kafka.topics),
-                ",".join(d.name for d in self._destinations),
+                len(self._destinations),
             )
             background = [
                 asyncio.create_task(self._commit_periodically()),
@@ -332,12 +333,18 @@ class Worker:
     def _route_and_map(
         self, message: Any, decoded: dict[str, Any], watermark: Any, now: float
     ) -> None:
-        results = map_for_destinations(decoded, read_headers(message), self._destinations, now)
+        results = map_routed(decoded, read_headers(message), self._destinations, now)
         offset = message.offset()
         # `remaining` counts up as events are handed on: nothing can complete before this
         # method returns (deliveries and dead-letter writes run as tasks, later).
         record = InFlightRecord(message, watermark, 0, offset)
-        for destination, result in zip(self._destinations, results, strict=True):
+        if isinstance(results, Invalid):  # routing itself failed: one dead letter, no pixel
+            record.remaining += 1
+            self._dead_letter(record, _reason(results, None))
+            results = []
+        elif not results:  # counted once per record, not once per destination
+            self.stats.count_skipped("", NOT_ROUTED.reason)
+        for destination, result in results:
             if isinstance(result, Mapped):
                 # Serialised here, once: batches hold bytes, not the mapped dicts. orjson's
                 # result is copied into the batch at once (it occupies a few kilobytes

@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from worker.config import DestinationSettings, Settings
+from worker.destination_set import DestinationSet
 from worker.pipeline import REDRIVE_ONLY_DESTINATION_HEADER
 from worker.tools.dlq_reader import (
     REDRIVE_COUNT_HEADER,
@@ -563,6 +564,7 @@ def plan_pixel_redrive(
     settings: Settings,
     decoder: Any,
     now: float,
+    destination_set: DestinationSet | None = None,
 ) -> _PixelPlan:
     """Decode and map `record` with the current configuration, for its destination only (or
     every routed destination when it was dead-lettered before routing, at decode)."""
@@ -570,9 +572,9 @@ def plan_pixel_redrive(
     from worker.pipeline import decode_record, map_for_destinations
 
     plan = _PixelPlan(record)
-    destinations = list(settings.destinations)
+    destinations = destination_set or DestinationSet(settings.destinations)
     wanted = record.destination
-    if wanted is not None and wanted not in {d.name for d in destinations}:
+    if wanted is not None and destinations.get(wanted) is None:
         plan.targets.append(
             _Target(wanted, record.pixel_id, "failed", "destination is not in this configuration")
         )
@@ -642,7 +644,8 @@ def redrive_to_pixel(
 
     decoder = build_decoder(settings.decoding)
     now = time.time()
-    plans = [plan_pixel_redrive(record, settings, decoder, now) for record in records]
+    destinations = DestinationSet(settings.destinations)
+    plans = [plan_pixel_redrive(record, settings, decoder, now, destinations) for record in records]
     if not dry_run:
         asyncio.run(_deliver(settings, plans))
     console = _console(out)

@@ -31,9 +31,10 @@ from rich.table import Table
 from worker import reasons
 from worker.config import Settings
 from worker.decode import build_decoder, read_headers
+from worker.destination_set import DestinationSet
 from worker.kafka_config import consumer_config
 from worker.mapping.result import Invalid, Mapped, Skipped
-from worker.pipeline import decode_record, map_for_destinations
+from worker.pipeline import NOT_ROUTED, decode_record, map_routed
 from worker.stream.runner import Worker
 
 PartitionKey = tuple[str, int]
@@ -165,6 +166,7 @@ def dry_run(settings: Settings, gate: ReplayGate, console: Console) -> Counter[s
     gate.start_positions(consumer, partitions)
     consumer.assign(partitions)
     decoder = build_decoder(settings.decoding)
+    destinations = DestinationSet(settings.destinations)
     counts: Counter[str] = Counter()
     now = time.time()
     keys = list(gate.end_offsets)
@@ -180,21 +182,26 @@ def dry_run(settings: Settings, gate: ReplayGate, console: Console) -> Counter[s
                 if not gate.admit(message):
                     counts[f"skipped · {reasons.OUTSIDE_REPLAY_WINDOW}"] += 1
                     continue
-                _count_outcomes(counts, settings, decoder, message, now)
+                _count_outcomes(counts, destinations, decoder, message, now)
     finally:
         consumer.close()
     return counts
 
 
 def _count_outcomes(
-    counts: Counter[str], settings: Settings, decoder: Any, message: Any, now: float
+    counts: Counter[str], destinations: DestinationSet, decoder: Any, message: Any, now: float
 ) -> None:
     decoded = decode_record(decoder, message.value())
     if isinstance(decoded, Invalid):
         counts[f"dead-letter · decode/{decoded.reason}"] += 1
         return
-    results = map_for_destinations(decoded, read_headers(message), settings.destinations, now)
-    for destination, result in zip(settings.destinations, results, strict=True):
+    routed = map_routed(decoded, read_headers(message), destinations, now)
+    if isinstance(routed, Invalid):
+        counts[f"dead-letter · {routed.stage}/{routed.reason}"] += 1
+        return
+    if not routed:
+        counts[f"skip · {NOT_ROUTED.reason}"] += 1
+    for destination, result in routed:
         if isinstance(result, Mapped):
             counts[f"send · {destination.name}"] += 1
         elif isinstance(result, Skipped):

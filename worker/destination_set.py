@@ -1,0 +1,44 @@
+"""DestinationSet: the destinations a worker sends to, with everything derived from them.
+
+Built once per configuration (and once per reload), never per event: each destination's
+mapping plan and the routing table over all of them. Immutable: a reload builds a new set
+beside the old one and swaps it in whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from worker.config import DestinationSettings
+from worker.mapping.plan import DestinationPlan, build_plan
+from worker.mapping.routing import RoutingTable
+
+
+class DestinationSet:
+    __slots__ = ("_by_name", "_routing", "destinations", "plans")
+
+    def __init__(self, destinations: Sequence[DestinationSettings]) -> None:
+        self.destinations: tuple[DestinationSettings, ...] = tuple(destinations)
+        self.plans: tuple[DestinationPlan, ...] = tuple(build_plan(d) for d in self.destinations)
+        self._by_name = {d.name: index for index, d in enumerate(self.destinations)}
+        if len(self._by_name) != len(self.destinations):
+            raise ValueError("destination names must be unique")
+        self._routing = RoutingTable([d.match for d in self.destinations])
+
+    def __len__(self) -> int:
+        return len(self.destinations)
+
+    def __iter__(self) -> Iterator[DestinationSettings]:
+        return iter(self.destinations)
+
+    def get(self, name: str) -> DestinationSettings | None:
+        index = self._by_name.get(name)
+        return None if index is None else self.destinations[index]
+
+    def index_of(self, name: str) -> int | None:
+        return self._by_name.get(name)
+
+    def route(self, message: Any, headers: Mapping[str, bytes | None] | None) -> Sequence[int]:
+        """Positions (ascending: the fan-out order) of the destinations that take `message`."""
+        return self._routing.route(message, headers)
