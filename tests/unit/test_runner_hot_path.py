@@ -165,7 +165,7 @@ def test_a_routing_failure_is_one_dead_letter_without_a_destination(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     harness = Harness(monkeypatch)
-    failure = Invalid("routing_failed", "routing raised KeyError", stage="route")
+    failure = Invalid("routing_failed", "routing raised KeyError")
     monkeypatch.setattr(runner, "map_routed", lambda *_: failure)
     harness.handle([Message(0, 9, {"id": "a"})])
     [(record, why)] = harness.dead
