@@ -280,10 +280,25 @@ class SchemaRegistryClient:
         return parsed
 
 
-def make_confluent_decoder(registry: SchemaRegistryClient) -> Decoder:
-    """Decoder of the Confluent wire format, writer schemas from `registry`."""
+class SchemaNotCached(Exception):
+    """A decoder built with `fetch_missing=False` met a schema id it has not fetched yet: fetch
+    it (`SchemaRegistryClient.get`, blocking I/O: off the event loop) and decode again."""
+
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"schema id {schema_id} is not fetched yet")
+        self.schema_id = schema_id
+
+
+def make_confluent_decoder(
+    registry: SchemaRegistryClient, *, fetch_missing: bool = True
+) -> Decoder:
+    """Decoder of the Confluent wire format, writer schemas from `registry`.
+
+    With `fetch_missing=False` the decoder never does I/O: an id not in the cache raises
+    `SchemaNotCached` instead of fetching it (the worker fetches on another thread).
+    """
     schemas = registry.schemas
-    get_schema = registry.get
+    get_schema = registry.get if fetch_missing else _not_cached
 
     def decode_confluent(value: bytes | None) -> dict[str, Any]:
         if not value:
@@ -304,22 +319,39 @@ def make_confluent_decoder(registry: SchemaRegistryClient) -> Decoder:
     return decode_confluent
 
 
+def _not_cached(schema_id: int) -> dict[str, Any]:
+    raise SchemaNotCached(schema_id)
+
+
+def build_registry(
+    settings: DecodingSettings, *, timeout: float = 10.0
+) -> SchemaRegistryClient | None:
+    """The schema registry client `settings` ask for (avro-confluent), else None."""
+    if settings.format != "avro-confluent":
+        return None
+    if not settings.schema_registry_url:
+        raise ValueError("format avro-confluent needs decoding.schema_registry_url")
+    return SchemaRegistryClient(settings.schema_registry_url, timeout=timeout)
+
+
 def build_decoder(
     settings: DecodingSettings,
     *,
     registry_timeout: float = 10.0,
     registry: SchemaRegistryClient | None = None,
+    fetch_missing: bool = True,
 ) -> Decoder:
-    """The decoder for `settings.format`. Schema files are read and parsed here, once."""
+    """The decoder for `settings.format`. Schema files are read and parsed here, once.
+
+    `fetch_missing=False`: see `make_confluent_decoder`."""
     if settings.format == "json":
         return decode_json
     if settings.format == "avro":
         return make_avro_decoder(settings.avro_schema)
     if registry is None:
-        if not settings.schema_registry_url:
-            raise ValueError("format avro-confluent needs decoding.schema_registry_url")
-        registry = SchemaRegistryClient(settings.schema_registry_url, timeout=registry_timeout)
-    return make_confluent_decoder(registry)
+        registry = build_registry(settings, timeout=registry_timeout)
+        assert registry is not None
+    return make_confluent_decoder(registry, fetch_missing=fetch_missing)
 
 
 # --------------------------------------------------------------------------- headers
