@@ -26,7 +26,12 @@ def decode_record(decoder: Decoder, value: bytes | None) -> dict[str, Any] | Inv
     try:
         return decoder(value)
     except DecodeError as error:
-        return Invalid(error.reason, error.message)
+        return decode_failure(error)
+
+
+def decode_failure(error: DecodeError) -> Invalid:
+    """A record that cannot be decoded, as the reason to dead-letter it."""
+    return Invalid(error.reason, error.message)
 
 
 RoutedResults = list[tuple[DestinationSettings, MapResult]]

@@ -23,6 +23,7 @@ from worker.decode import (
     build_registry,
 )
 from worker.mapping.result import Invalid
+from worker.pipeline import decode_failure
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class DecodeStage:
             if not isinstance(error, DecodeError):
                 raise error
             if not error.retryable:
-                return Invalid(error.reason, error.message)
+                return decode_failure(error)
             log.warning("Decoding waits; reason=%s retry_in=%.1fs", error.reason, delay)
             if self._stopping.is_set():
                 return None
