@@ -90,6 +90,8 @@ def transform_lines(
             if isinstance(result, Mapped):
                 assert destination is not None
                 row = {"pixel_id": destination.pixel_id, "event": result.event}
+                if result.test_event_code is not None:
+                    row["test_event_code"] = result.test_event_code
             elif isinstance(result, Skipped):
                 row = {"skipped": result.reason}
             else:

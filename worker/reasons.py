@@ -214,6 +214,14 @@ INVALID_DELIVERY_CATEGORY = _dead_letter(
 INVALID_DATA_PROCESSING_OPTIONS = _dead_letter(
     "invalid_data_processing_options", _MAP, "not `[[options], country, state]`"
 )
+MISSING_APP_DATA = _dead_letter(
+    "missing_app_data",
+    _MAP,
+    "an `app` event on neither Android nor iOS and without `app_data`",
+)
+INVALID_APP_DATA = _dead_letter(
+    "invalid_app_data", _MAP, "`integrations.<name>.app_data` is something Meta would refuse"
+)
 META_CONTRACT_VIOLATION = _dead_letter(
     "meta_contract_violation",
     _MAP,

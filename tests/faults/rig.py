@@ -218,7 +218,7 @@ def fault_config(
 _PORT_LINE = re.compile(r"Health and metrics port open; port=(\d+)")
 
 
-def metrics_port(worker: WorkerProcess, timeout: float = 30) -> int:
+def metrics_port(worker: WorkerProcess, timeout: float = 60) -> int:
     """The port the worker bound for /metrics (config port 0), read from its log."""
     found: list[int] = []
 
@@ -380,7 +380,7 @@ class FaultRig:
             assert not unexpected, f"pixel {pixel}: unexpected events {sorted(unexpected)[:5]}"
         return received
 
-    def dead_lettered(self, timeout: float = 10) -> list[Record]:
+    def dead_lettered(self, timeout: float = 30) -> list[Record]:
         return read_all(self.bootstrap, self.dead_letters, timeout=timeout)
 
     def assert_committed_to_the_end(self) -> None:

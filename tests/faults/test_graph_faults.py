@@ -37,7 +37,7 @@ def test_500s_hangs_and_dropped_connections_are_retried_until_everything_is_deli
     )
 
     rig.wait_until(lambda: rig.delivered_everywhere(expected), 120, "every event at both pixels")
-    rig.wait_until(rig.all_committed, 30, "offsets committed to the end")
+    rig.wait_until(rig.all_committed, 60, "offsets committed to the end")
     assert worker.terminate() == 0, worker.log()[-3000:]
     assert graph.pending_faults() == [], "every injected fault was met"
 
@@ -46,11 +46,11 @@ def test_500s_hangs_and_dropped_connections_are_retried_until_everything_is_deli
         return [r for r in rig.emulator.requests() if r.accepted and r.elapsed >= TIMEOUT_SECONDS]
 
     # The emulator finishes a hung request after its delay, maybe after the worker is done.
-    rig.wait_until(lambda: len(hangs()) == 4, 30, "the emulator to finish the hung requests")
+    rig.wait_until(lambda: len(hangs()) == 4, 60, "the emulator to finish the hung requests")
     assert all(r.client_gone for r in hangs()), hangs()
 
     received = rig.assert_delivered_exactly(expected)
-    assert rig.dead_lettered(timeout=3) == [], "nothing was dead-lettered"
+    assert rig.dead_lettered() == [], "nothing was dead-lettered"
     rig.assert_committed_to_the_end()
 
     requests = rig.emulator.requests()

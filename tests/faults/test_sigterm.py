@@ -28,7 +28,7 @@ def test_sigterm_flushes_1000_events_in_flight_and_commits_within_the_grace_budg
     port = metrics_port(first)
     rig.wait_until(
         lambda: scrape(port).get("capi_events_in_flight", 0) >= 1000,
-        60,
+        120,
         "1000 events in flight",
     )
     assert rig.emulator.unique_count(PIXELS[0]) < EVENTS
@@ -59,11 +59,11 @@ def test_sigterm_flushes_1000_events_in_flight_and_commits_within_the_grace_budg
     rig.graph.clear_faults()
     second = rig.start_worker(config)
     rig.wait_until(lambda: rig.delivered_everywhere(expected), 120, "the rest after a restart")
-    rig.wait_until(rig.all_committed, 30, "offsets committed to the end")
+    rig.wait_until(rig.all_committed, 60, "offsets committed to the end")
     assert second.terminate() == 0, second.log()[-3000:]
     received = rig.assert_delivered_exactly(expected)
     for pixel in PIXELS:
         resent = sorted(i for i, n in received[pixel].items() if n > 1)
         assert not resent, f"pixel {pixel}: the restart re-sent {len(resent)}, e.g. {resent[:5]}"
-    assert rig.dead_lettered(timeout=3) == []
+    assert rig.dead_lettered() == []
     rig.assert_committed_to_the_end()

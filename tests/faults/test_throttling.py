@@ -17,6 +17,9 @@ from tests.kafka_helpers import produce
 from worker.stream.runner import CONSUME_BATCH
 
 THROTTLE_SECONDS = 62.0
+# Deadlines of the waits inside the throttle: independent of its length, so a slow machine
+# makes the throttle last longer instead of failing the test.
+CONDITION_DEADLINE = 120
 RETRY_AFTER_SECONDS = 5
 MAX_PENDING = 1000
 FIRST, SECOND = 400, 4000  # FIRST + FIRST's in flight stay under MAX_PENDING: no pause yet
@@ -49,13 +52,13 @@ def test_a_pixel_throttled_for_over_a_minute_waits_while_the_other_flows_in_boun
         return sum(r.pixel_id == SHOP_PIXEL and r.status == 400 for r in rig.emulator.requests())
 
     try:
-        rig.wait_until(lambda: throttled_requests() > 0, 60, "the first throttled request")
+        rig.wait_until(lambda: throttled_requests() > 0, 120, "the first throttled request")
         throttle_ends = time.monotonic() + THROTTLE_SECONDS
 
         # The other pixel flows: all of its first events arrive while the shop waits.
         rig.wait_until(
             lambda: first <= rig.emulator.accepted_ids(BLOG_PIXEL),
-            THROTTLE_SECONDS - 10,
+            CONDITION_DEADLINE,
             "the blog pixel's events during the throttle",
         )
         assert rig.emulator.accepted_ids(SHOP_PIXEL) == set()
@@ -68,9 +71,10 @@ def test_a_pixel_throttled_for_over_a_minute_waits_while_the_other_flows_in_boun
 
         rig.wait_until(
             lambda: "Backpressure: pausing" in worker.log() and paused(),
-            max(throttle_ends - time.monotonic() - 5, 1),
+            CONDITION_DEADLINE,
             "backpressure to pause the partitions",
         )
+        # The throttle lasts THROTTLE_SECONDS, or longer when the machine is slow to get here.
         time.sleep(max(throttle_ends - time.monotonic(), 0))
         # Still throttled, over a minute on: nothing for the shop, no dead letter.
         assert rig.emulator.accepted_ids(SHOP_PIXEL) == set()
@@ -83,9 +87,9 @@ def test_a_pixel_throttled_for_over_a_minute_waits_while_the_other_flows_in_boun
         graph.clear_faults()  # the throttle lifts
 
         rig.wait_until(
-            lambda: rig.delivered_everywhere(first | second), 90, "every event after the throttle"
+            lambda: rig.delivered_everywhere(first | second), 180, "every event after the throttle"
         )
-        rig.wait_until(rig.all_committed, 30, "offsets committed to the end")
+        rig.wait_until(rig.all_committed, 60, "offsets committed to the end")
     finally:
         samples: list[dict[str, Any]] = metrics.stop()
 
@@ -95,7 +99,7 @@ def test_a_pixel_throttled_for_over_a_minute_waits_while_the_other_flows_in_boun
     assert any(s.get("capi_partitions_paused", 0) > 0 for s in samples)
     assert worker.terminate() == 0, worker.log()[-3000:]
     rig.assert_delivered_exactly(first | second)
-    assert rig.dead_lettered(timeout=3) == [], "the throttled pixel's events were not given up"
+    assert rig.dead_lettered() == [], "the throttled pixel's events were not given up"
     rig.assert_committed_to_the_end()
     log = worker.log()
     assert "kind=throttled" in log and "Backpressure: resumed" in log

@@ -130,7 +130,7 @@ def test_consumer_group_commit_is_visible(
     finally:
         consumer.close()
 
-    assert wait_for(lambda: committed_offsets(bootstrap, group, name), timeout=10) == {0: 1, 2: 2}
+    assert wait_for(lambda: committed_offsets(bootstrap, group, name), timeout=60) == {0: 1, 2: 2}
 
 
 def test_stop_leaves_no_process() -> None:

@@ -353,6 +353,24 @@ def test_one_stale_event_rejects_the_whole_batch_and_names_its_index(
     assert recorded["events_received"] == 0
 
 
+def test_an_app_event_without_app_data_rejects_the_batch(
+    emulator: RunningEmulator, client: EmulatorClient
+) -> None:
+    app_event = event("app-1", action_source="app")
+    reply = post_json(emulator, {"data": [event("a"), app_event]})
+    assert reply.status == 400
+    assert (reply.error["code"], reply.error["error_subcode"]) == (100, Subcode.APP_DATA_MISSING)
+    assert reply.error["error_data"] == {"event_index": 1}
+    app_data = {
+        "advertiser_tracking_enabled": 1,
+        "application_tracking_enabled": 1,
+        "extinfo": ["a2", "com.shop.app", "2.1", "210", "14", *[""] * 11],
+    }
+    reply = post_json(emulator, {"data": [event("a"), {**app_event, "app_data": app_data}]})
+    assert reply.status == 200, reply.body
+    assert client.received(PIXEL)["pixels"][PIXEL]["events_received"] == 2
+
+
 def test_rejection_rule_refuses_the_batch_holding_a_listed_event_until_reset(
     emulator: RunningEmulator, client: EmulatorClient
 ) -> None:
@@ -598,7 +616,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, timeout: float = 15.0) -> bool:
+def _wait_for_port(port: int, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -126,10 +126,10 @@ def test_two_processes_share_the_partitions_and_deliver_every_event_exactly_once
     produce(run.bootstrap, run.source, valid_events(4000, "processes"))
     worker = run.start()
 
-    wait_until(lambda: delivered(graph, 4000), 60, "4000 unique events at both pixels", run.log)
-    wait_until(run.all_committed, 30, "offsets committed to the end", run.log)
+    wait_until(lambda: delivered(graph, 4000), 120, "4000 unique events at both pixels", run.log)
+    wait_until(run.all_committed, 60, "offsets committed to the end", run.log)
     # Both children took part: each was assigned partitions, between them all four.
-    wait_until(lambda: len(run.assigned()) == 2, 30, "both processes assigned", run.log)
+    wait_until(lambda: len(run.assigned()) == 2, 60, "both processes assigned", run.log)
     assigned = run.assigned()
     assert set(assigned) == {"1/2", "2/2"}
     assert all(assigned.values())
@@ -139,7 +139,7 @@ def test_two_processes_share_the_partitions_and_deliver_every_event_exactly_once
         assert received[pixel]["duplicates"] == {}, "an event was sent twice"
 
     # One health and metrics port for the pod: the parent answers for both children.
-    wait_until(lambda: run.get("/readyz")[0] == 200, 30, "/readyz", run.log)
+    wait_until(lambda: run.get("/readyz")[0] == 200, 60, "/readyz", run.log)
     status, text = run.get("/livez")
     assert status == 200 and "process 1/2" in text and "process 2/2" in text
     status, metrics = run.get("/metrics")
@@ -165,19 +165,19 @@ def test_a_process_killed_with_sigkill_is_restarted_and_the_stream_completes(
     graph.inject_fault(count=40, latency_ms=200)  # batches are in flight when the kill lands
     produce(run.bootstrap, run.source, valid_events(4000, "respawn"))
     worker = run.start()
-    wait_until(lambda: len(run.assigned()) == 2, 30, "both processes assigned", run.log)
+    wait_until(lambda: len(run.assigned()) == 2, 60, "both processes assigned", run.log)
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 400,
-        30,
+        60,
         "the first deliveries",
         run.log,
     )
     [victim] = run.children()["1/2"]
     os.kill(victim, signal.SIGKILL)
 
-    wait_until(lambda: len(run.children()["1/2"]) == 2, 20, "process 1/2 restarted", run.log)
+    wait_until(lambda: len(run.children()["1/2"]) == 2, 60, "process 1/2 restarted", run.log)
     assert "Process exited unexpectedly, restarting; process=1/2 exit_code=-9" in run.log()
-    wait_until(lambda: delivered(graph, 4000), 60, "every event after the restart", run.log)
-    wait_until(run.all_committed, 30, "offsets committed to the end", run.log)
+    wait_until(lambda: delivered(graph, 4000), 120, "every event after the restart", run.log)
+    wait_until(run.all_committed, 60, "offsets committed to the end", run.log)
     assert worker.terminate() == 0, run.log()[-3000:]
     assert run.all_committed()

@@ -167,7 +167,9 @@ class Prometheus:
 class Run:
     """The broker's topics, the emulator, one worker and the Prometheus scraping it."""
 
-    def __init__(self, broker: EmbeddedBroker, emulator: RunningEmulator, tmp_path: Path) -> None:
+    def __init__(
+        self, broker: EmbeddedBroker, emulator: RunningEmulator, tmp_path: Path, processes: int
+    ) -> None:
         self.bootstrap = broker.bootstrap_servers
         self.source = unique_topic("events")
         dead_letters = unique_topic("dlq")
@@ -189,7 +191,9 @@ class Run:
                 {"name": "expired", "pixel_id": BLOG_PIXEL, "access_token": "expired-token"},
             ],
         )
-        self.worker = WorkerProcess(config, tmp_path / "worker.log")
+        self.processes = processes
+        args = ["--processes", str(processes)] if processes > 1 else []
+        self.worker = WorkerProcess(config, tmp_path / "worker.log", args)
         self.prometheus = Prometheus(tmp_path, f"127.0.0.1:{self.metrics_port}")
 
     def log(self) -> str:
@@ -213,7 +217,9 @@ class Run:
         ]
         records += [b"{not json" for _ in range(POISON_PER_WAVE)]
         records.append(json.dumps(stale_event(0, now, prefix=prefix)).encode())
-        produce(self.bootstrap, self.source, records)
+        # Half to each partition: with two processes, each one's series move in both waves.
+        for partition in (0, 1):
+            produce(self.bootstrap, self.source, records[partition::2], partition=partition)
 
     def delivered_to_shop(self) -> int:
         return unique_events(self.graph.received(events=False), SHOP_PIXEL)
@@ -226,9 +232,15 @@ class Run:
         self.prometheus.stop()
 
 
-@pytest.fixture
-def run(kafka_broker: EmbeddedBroker, emulator: RunningEmulator, tmp_path: Path) -> Iterator[Run]:
-    running = Run(kafka_broker, emulator, tmp_path)
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-processes"])
+def run(
+    kafka_broker: EmbeddedBroker,
+    emulator: RunningEmulator,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Run]:
+    """One worker process, or two under `--processes 2`, whose series carry `process`."""
+    running = Run(kafka_broker, emulator, tmp_path, request.param)
     yield running
     running.stop()
 
@@ -246,6 +258,13 @@ def _label_values(prometheus: Prometheus, definition: str) -> set[str]:
 def test_every_panel_query_and_alert_expression_runs_on_a_live_prometheus(run: Run) -> None:
     prometheus = run.prometheus
     run.wait(prometheus.ready, "Prometheus ready")
+    run.wait(
+        lambda: (
+            run.scraped("count(capi_partitions_assigned > 0)", run.processes)
+            and run.scraped("sum(capi_partitions_assigned)", 2)
+        ),
+        "both partitions assigned, to every process",
+    )
 
     # Wave 1, and Prometheus holding its counters: every series now has a first sample.
     run.wave(1)
@@ -287,6 +306,12 @@ def test_every_panel_query_and_alert_expression_runs_on_a_live_prometheus(run: R
         and query.name not in NO_DATA_EXPECTED
     ]
     assert empty == [], run.log()
+    [memory] = [query for query in queries if query.panel == "Memory"]
+    processes = {
+        series["metric"].get("process", "")
+        for series in prometheus.query(substitute(memory.expr, VARIABLES))
+    }
+    assert processes == ({"1", "2"} if run.processes == 2 else {""})
 
     # The variables' own queries: the job and the pixels of this run; no Kubernetes labels here.
     variables = {

@@ -90,13 +90,13 @@ def test_every_event_reaches_both_pixels_in_batches_no_larger_than_max_events(
         received = graph.received(events=False)
         return all(unique_events(received, p) == 2000 for p in (SHOP_PIXEL, BLOG_PIXEL))
 
-    wait_until(delivered, 90, "2000 unique events at both pixels", worker.log)
-    wait_until(pipeline.all_committed, 30, "offsets committed to the end", worker.log)
+    wait_until(delivered, 180, "2000 unique events at both pixels", worker.log)
+    wait_until(pipeline.all_committed, 60, "offsets committed to the end", worker.log)
     received = graph.received(events=False)["pixels"]
     for pixel in (SHOP_PIXEL, BLOG_PIXEL):
         assert max(received[pixel]["batch_sizes"]) <= 300
         assert received[pixel]["duplicates"] == {}
-    assert read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=2) == []
+    assert read_all(pipeline.bootstrap, pipeline.dead_letters) == []
     assert worker.terminate() == 0
 
 
@@ -120,13 +120,13 @@ def test_poison_records_are_dead_lettered_untouched_with_reason_headers(
 
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 200,
-        60,
+        120,
         "the good events",
         worker.log,
     )
-    wait_until(pipeline.all_committed, 30, "offsets committed past the poison", worker.log)
+    wait_until(pipeline.all_committed, 60, "offsets committed past the poison", worker.log)
 
-    dead = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    dead = read_all(pipeline.bootstrap, pipeline.dead_letters)
     by_value = {message.value: message for message in dead}
     assert set(by_value) == set(poison)
     decode_failure = _dead_letter_headers(by_value[b"not json at all"])
@@ -165,9 +165,9 @@ def test_transient_and_throttling_errors_are_retried_until_everything_is_deliver
         received = graph.received(events=False)
         return all(unique_events(received, p) == 600 for p in (SHOP_PIXEL, BLOG_PIXEL))
 
-    wait_until(delivered, 90, "all 600 events at both pixels despite faults", worker.log)
-    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
-    assert read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=2) == []
+    wait_until(delivered, 180, "all 600 events at both pixels despite faults", worker.log)
+    wait_until(pipeline.all_committed, 60, "offsets committed", worker.log)
+    assert read_all(pipeline.bootstrap, pipeline.dead_letters) == []
     assert worker.terminate() == 0
 
 
@@ -188,12 +188,12 @@ def test_one_event_meta_rejects_is_isolated_and_the_rest_of_its_batch_delivered(
     )
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 399,
-        60,
+        120,
         "the 399 good events",
         worker.log,
     )
-    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
-    [dead] = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    wait_until(pipeline.all_committed, 60, "offsets committed", worker.log)
+    [dead] = read_all(pipeline.bootstrap, pipeline.dead_letters)
     assert orjson.loads(dead.value)["messageId"] == poisoned_id
     headers = _dead_letter_headers(dead)
     assert headers["capi.dlq.stage"] == "deliver"
@@ -217,12 +217,12 @@ def test_token_error_dead_letters_that_pixel_only_with_a_reason_naming_the_token
     )
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 150,
-        60,
+        120,
         "the shop pixel's events",
         worker.log,
     )
-    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
-    dead = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    wait_until(pipeline.all_committed, 60, "offsets committed", worker.log)
+    dead = read_all(pipeline.bootstrap, pipeline.dead_letters)
     assert len(dead) == 150
     for message in dead:
         headers = _dead_letter_headers(message)
@@ -244,7 +244,7 @@ def test_worker_killed_mid_stream_delivers_every_event_at_least_once_after_resta
     first = pipeline.start_worker(config)
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 300,
-        60,
+        120,
         "the first deliveries",
         first.log,
     )
@@ -258,7 +258,7 @@ def test_worker_killed_mid_stream_delivers_every_event_at_least_once_after_resta
         return all(unique_events(received, p) == 3000 for p in (SHOP_PIXEL, BLOG_PIXEL))
 
     wait_until(delivered, 120, "every event after the restart", second.log)
-    wait_until(pipeline.all_committed, 30, "offsets committed", second.log)
+    wait_until(pipeline.all_committed, 60, "offsets committed", second.log)
     assert second.terminate() == 0
 
 
@@ -274,7 +274,7 @@ def test_sigterm_flushes_in_flight_batches_and_a_restart_resends_nothing(
     first = pipeline.start_worker(config)
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 100,
-        60,
+        120,
         "deliveries under way",
         first.log,
     )
@@ -313,12 +313,12 @@ def test_avro_records_are_delivered_and_undecodable_avro_is_dead_lettered(
     )
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 300,
-        60,
+        120,
         "the Avro events",
         worker.log,
     )
-    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
-    [dead] = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=5)
+    wait_until(pipeline.all_committed, 60, "offsets committed", worker.log)
+    [dead] = read_all(pipeline.bootstrap, pipeline.dead_letters)
     headers = _dead_letter_headers(dead)
     assert (headers["capi.dlq.stage"], headers["capi.dlq.reason"]) == ("decode", "invalid_avro")
     assert headers["capi.dlq.source_offset"] == "120"
@@ -334,7 +334,7 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
     first = pipeline.start_worker(config)
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 200,
-        60,
+        120,
         "the first worker's deliveries",
         first.log,
     )
@@ -345,20 +345,51 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
         return all(unique_events(received, p) == 3000 for p in (SHOP_PIXEL, BLOG_PIXEL))
 
     wait_until(delivered, 120, "every event with two workers", lambda: first.log() + second.log())
-    wait_until(pipeline.all_committed, 30, "offsets committed", second.log)
+    wait_until(pipeline.all_committed, 60, "offsets committed", second.log)
     # The cooperative rebalance finishes in two rounds and may complete after the last delivery:
     # wait for the hand-over itself rather than assume it happened before the backlog drained.
     wait_until(
-        lambda: "Partitions revoked" in first.log(), 60, "the first worker's revoke", first.log
+        lambda: "Partitions revoked" in first.log(), 120, "the first worker's revoke", first.log
     )
     wait_until(
         lambda: "Partitions assigned" in second.log(),
-        60,
+        120,
         "the second worker's assignment",
         second.log,
     )
     assert second.terminate() == 0
     assert first.terminate() == 0
+
+
+def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
+    pipeline: Pipeline, graph: EmulatorClient
+) -> None:
+    codes = [None, "TEST_A", "TEST_B"]
+    records = []
+    for index, value in enumerate(valid_events(60, "codes")):
+        code = codes[index % 3]
+        if code is not None:
+            event = orjson.loads(value)
+            event["integrations"] = {"Facebook Conversions API": {"test_event_code": code}}
+            value = orjson.dumps(event)
+        records.append(value)
+    produce(pipeline.bootstrap, pipeline.source, records, partition=0)
+    shop_only = [{"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"}]
+    worker = pipeline.start_worker(pipeline.config(destinations=shop_only))
+
+    wait_until(
+        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 60,
+        60,
+        "the 60 events",
+        worker.log,
+    )
+    received = graph.received(SHOP_PIXEL)["pixels"][SHOP_PIXEL]
+    code_of = {item["event"]["event_id"]: item["test_event_code"] for item in received["events"]}
+    # The emulator records each request's code on its events: mixed in one request, the events
+    # of another code (or of none) would carry the wrong one.
+    assert code_of == {f"codes-{i}": codes[i % 3] for i in range(60)}
+    assert received["requests"] >= 3
+    assert worker.terminate() == 0
 
 
 def test_metrics_and_health_endpoints_report_the_running_worker(
@@ -391,15 +422,15 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
     ]
     produce(pipeline.bootstrap, pipeline.source, valid_events(100, "metrics") + switched_off)
     worker = pipeline.start_worker(pipeline.config(metrics_port=port))
-    wait_until(lambda: get("/livez")[0] == 200, 30, "/livez", worker.log)
-    wait_until(lambda: get("/readyz")[0] == 200, 30, "/readyz after joining", worker.log)
+    wait_until(lambda: get("/livez")[0] == 200, 60, "/livez", worker.log)
+    wait_until(lambda: get("/readyz")[0] == 200, 60, "/readyz after joining", worker.log)
     wait_until(
         lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 100,
-        60,
+        120,
         "the events",
         worker.log,
     )
-    wait_until(pipeline.all_committed, 30, "offsets committed", worker.log)
+    wait_until(pipeline.all_committed, 60, "offsets committed", worker.log)
 
     status, text = get("/metrics")
     assert status == 200
@@ -438,7 +469,7 @@ def test_circuit_breaker_stops_the_worker_instead_of_dead_lettering_the_stream(
     log = worker.log()
     assert exit_code == 3, log[-3000:]
     assert "circuit breaker open" in log and "decode/invalid_avro" in log
-    dead = read_all(pipeline.bootstrap, pipeline.dead_letters, timeout=3)
+    dead = read_all(pipeline.bootstrap, pipeline.dead_letters)
     assert 0 < len(dead) < 50, "the stream was not emptied into the dead-letter topic"
     committed = committed_offsets(pipeline.bootstrap, pipeline.group, pipeline.source)
     assert committed.get(0, 0) <= len(dead), "nothing past the tripping record is committed"

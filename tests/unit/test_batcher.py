@@ -81,3 +81,15 @@ def test_a_batch_holds_its_events_serialised_back_to_back() -> None:
     assert ready.encoded.body(0, 3, b"]}") == b'{"data":[{"a":1},{"b":2},{"c":3}]}'
     assert ready.encoded.body(1, 2, b"]}") == b'{"data":[{"b":2}]}'
     assert [ready.encoded.event(i) for i in range(3)] == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
+
+
+def test_events_with_their_own_test_event_code_are_batched_apart() -> None:
+    batcher = PixelBatcher(max_events=2, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
+    shop = _destination("shop")
+    assert not batcher.add(shop, *_event())
+    assert not batcher.add(shop, *_event(), "TEST1")
+    assert not batcher.add(shop, *_event(), "TEST2")
+    [ready] = batcher.add(shop, *_event(), "TEST1")
+    assert (ready.test_event_code, len(ready)) == ("TEST1", 2)
+    drained = {batch.test_event_code: len(batch) for batch in batcher.drain()}
+    assert drained == {None: 1, "TEST2": 1}

@@ -25,6 +25,14 @@ from worker.capi.rules import (
 NOW = 1_700_000_000.0
 DAY = 24 * 3600
 EMAIL_HASH = hashlib.sha256(b"jane@example.com").hexdigest()
+ANDROID_EXTINFO = ["a2", "com.shop.app", "2.1", "210", "14", "Pixel 8", "en_GB", "", "EE"] + [
+    ""
+] * 7
+APP_DATA = {
+    "advertiser_tracking_enabled": 1,
+    "application_tracking_enabled": 1,
+    "extinfo": ANDROID_EXTINFO,
+}
 
 
 def good_event(**overrides: Any) -> dict[str, Any]:
@@ -47,6 +55,8 @@ def good_event(**overrides: Any) -> dict[str, Any]:
         "data_processing_options": [],
     }
     event.update(overrides)
+    if event["action_source"] == "app" and "app_data" not in overrides:
+        event["app_data"] = copy.deepcopy(APP_DATA)
     return event
 
 
@@ -90,6 +100,45 @@ def test_non_website_sources_need_neither_user_agent_nor_url(source: str) -> Non
     event = without(good_event(action_source=source), "event_source_url")
     event["user_data"] = {"external_id": EMAIL_HASH}
     assert validate_event(event, NOW) is None
+
+
+def test_an_app_event_needs_app_data() -> None:
+    event = without(good_event(action_source="app"), "app_data")
+    assert subcode_of(event) == Subcode.APP_DATA_MISSING
+    assert validate_event(without(event, "event_source_url"), NOW) is not None
+
+
+@pytest.mark.parametrize(
+    "app_data",
+    [
+        "a2",
+        {**APP_DATA, "advertiser_tracking_enabled": "yes"},
+        {key: value for key, value in APP_DATA.items() if key != "application_tracking_enabled"},
+        {**APP_DATA, "extinfo": ANDROID_EXTINFO[:10]},
+        {**APP_DATA, "extinfo": ["w2", *ANDROID_EXTINFO[1:]]},
+        {**APP_DATA, "extinfo": [*ANDROID_EXTINFO[:-1], 3]},
+    ],
+)
+def test_app_data_without_tracking_flags_or_a_16_string_extinfo_is_invalid(
+    app_data: Any,
+) -> None:
+    assert subcode_of(good_event(action_source="app", app_data=app_data)) == (
+        Subcode.APP_DATA_INVALID
+    )
+
+
+def test_app_data_of_an_ios_app_with_boolean_flags_is_accepted() -> None:
+    app_data = {
+        "advertiser_tracking_enabled": False,
+        "application_tracking_enabled": True,
+        "extinfo": ["i2", *ANDROID_EXTINFO[1:]],
+    }
+    assert validate_event(good_event(action_source="app", app_data=app_data), NOW) is None
+
+
+def test_net_revenue_must_be_a_number() -> None:
+    assert validate_event(with_custom_data(net_revenue=12.5), NOW) is None
+    assert subcode_of(with_custom_data(net_revenue="12.5")) == Subcode.VALUE_NOT_NUMERIC
 
 
 def test_a_custom_event_needs_no_custom_data() -> None:

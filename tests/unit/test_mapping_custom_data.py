@@ -186,7 +186,7 @@ def test_quantity_out_of_range_is_read_as_one(quantity: Any) -> None:
 def test_product_viewed_single_product_becomes_the_contents() -> None:
     msg = message("Product Viewed", product_id="p-1", price=9.5, quantity=1, name="Shoe")
     data = custom_data(msg)
-    assert data["contents"] == [{"id": "p-1", "quantity": 1, "item_price": 9.5}]
+    assert data["contents"] == [{"id": "p-1", "quantity": 1, "item_price": 9.5, "title": "Shoe"}]
     assert data["content_ids"] == ["p-1"]
     assert data["content_type"] == "product"
     assert data["content_name"] == "Shoe"
@@ -360,3 +360,56 @@ def test_page_properties_are_copied_into_custom_data() -> None:
     msg = message(title="Pricing", path="/pricing")
     msg.update(type="page")
     assert custom_data(msg) == {"title": "Pricing", "path": "/pricing"}
+
+
+# ---- contents title, brand, category; net_revenue -----------------------------------------------
+
+
+def test_contents_items_carry_title_brand_and_category_of_each_product() -> None:
+    products = [
+        {"product_id": "p-1", "name": " Runner ", "brand": "Acme", "category": "Shoes", "price": 5},
+        {"sku": "p-2", "name": "Sock", "category": ["Apparel", "Socks"], "quantity": 2},
+        {"id": "p-3", "brand": 7, "category": {"not": "readable"}},  # left out, not an error
+    ]
+    data = custom_data(message("Order Completed", revenue=9, products=products))
+    assert data["contents"] == [
+        {
+            "id": "p-1",
+            "quantity": 1,
+            "item_price": 5,
+            "title": "Runner",
+            "brand": "Acme",
+            "category": "Shoes",
+        },
+        {"id": "p-2", "quantity": 2, "title": "Sock", "category": "Apparel,Socks"},
+        {"id": "p-3", "quantity": 1, "brand": "7"},
+    ]
+
+
+def test_single_product_title_is_the_name_property() -> None:
+    msg = message("Product Added", product_id="p-1", price=5, name="Runner", brand="Acme")
+    msg["properties"]["category"] = "Shoes"
+    data = custom_data(msg)
+    assert data["contents"] == [
+        {
+            "id": "p-1",
+            "quantity": 1,
+            "item_price": 5,
+            "title": "Runner",
+            "brand": "Acme",
+            "category": "Shoes",
+        }
+    ]
+    assert data["content_name"] == "Runner"
+    assert data["brand"] == "Acme"  # still copied as before
+
+
+def test_net_revenue_is_read_like_the_value() -> None:
+    data = custom_data(message("Order Completed", revenue="20", net_revenue="17.456"))
+    assert data["net_revenue"] == 17.46
+    assert data["value"] == 20
+
+
+def test_unreadable_net_revenue_is_invalid() -> None:
+    msg = message("Order Completed", revenue=20, net_revenue="lots")
+    assert invalid_reason(msg) == reasons.INVALID_VALUE

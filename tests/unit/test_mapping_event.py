@@ -259,8 +259,8 @@ def test_opt_out_property_becomes_the_top_level_opt_out() -> None:
 
 
 def test_action_source_defaults_to_the_destination_default() -> None:
-    event = mapped(map_event(message(), destination(default_action_source="app"), NOW))
-    assert event["action_source"] == "app"
+    event = mapped(map_event(message(), destination(default_action_source="chat"), NOW))
+    assert event["action_source"] == "chat"
 
 
 def test_action_source_is_read_from_properties_snake_case() -> None:
@@ -280,6 +280,59 @@ def test_action_source_is_read_from_properties_camel_case() -> None:
 def test_action_source_is_read_from_integration_options() -> None:
     msg = message(integrations={"Facebook Conversions API": {"action_source": "chat"}})
     assert mapped(map_event(msg, destination(), NOW))["action_source"] == "chat"
+
+
+def test_action_source_is_read_from_context_traits_then_traits() -> None:
+    msg = message(traits={"action_source": "email"})
+    msg["context"]["traits"]["action_source"] = "phone_call"
+    assert mapped(map_event(msg, destination(), NOW))["action_source"] == "phone_call"
+    del msg["context"]["traits"]["action_source"]
+    assert mapped(map_event(msg, destination(), NOW))["action_source"] == "email"
+
+
+def test_action_source_of_properties_and_options_beats_the_traits() -> None:
+    msg = message(
+        integrations={"Facebook Conversions API": {"action_source": "chat"}},
+        traits={"actionSource": "email"},
+    )
+    msg["context"]["traits"]["action_source"] = "phone_call"
+    assert mapped(map_event(msg, destination(), NOW))["action_source"] == "chat"
+    msg["properties"]["action_source"] = "system_generated"
+    assert mapped(map_event(msg, destination(), NOW))["action_source"] == "system_generated"
+
+
+def test_unknown_action_source_in_traits_is_invalid() -> None:
+    msg = message()
+    msg["context"]["traits"]["action_source"] = "kiosk"
+    assert invalid_reason(map_event(msg, destination(), NOW)) == reasons.INVALID_ACTION_SOURCE
+
+
+def test_website_event_carries_the_referrer_url() -> None:
+    assert "referrer_url" not in mapped(map_event(message(), destination(), NOW))
+    msg = message(properties={"referrer": "https://ads.example/"})
+    msg["context"]["page"]["referrer"] = "  https://www.google.com/  "
+    assert mapped(map_event(msg, destination(), NOW))["referrer_url"] == "https://www.google.com/"
+    msg["context"]["page"]["referrer"] = " "
+    event = mapped(map_event(msg, destination(), NOW))
+    assert event["referrer_url"] == "https://ads.example/"  # properties.referrer, the fallback
+    assert event["custom_data"]["referrer"] == "https://ads.example/"  # still copied as before
+
+
+def test_referrer_url_is_sent_for_website_events_only() -> None:
+    msg = message(properties={"action_source": "chat"})
+    msg["context"]["page"]["referrer"] = "https://www.google.com/"
+    assert "referrer_url" not in mapped(map_event(msg, destination(), NOW))
+    msg["context"]["page"]["referrer"] = 42
+    assert "referrer_url" not in mapped(map_event(message(), destination(), NOW))
+
+
+def test_per_event_test_event_code_is_carried_beside_the_event() -> None:
+    options = {"Facebook Conversions API": {"test_event_code": " TEST777 "}}
+    result = map_event(message(integrations=options), destination(test_event_code="T1"), NOW)
+    assert isinstance(result, Mapped) and result.test_event_code == "TEST777"
+    assert "test_event_code" not in result.event
+    plain = map_event(message(), destination(test_event_code="T1"), NOW)
+    assert isinstance(plain, Mapped) and plain.test_event_code is None
 
 
 def test_unknown_action_source_is_invalid() -> None:

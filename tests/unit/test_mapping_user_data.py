@@ -225,3 +225,140 @@ def test_hashed_values_are_64_lowercase_hex_characters() -> None:
     for field in ("em", "ph", "ln", "external_id"):
         assert len(data[field]) == 64
         assert data[field] == data[field].lower()
+
+
+# ---- drop_external_id ---------------------------------------------------------------------------
+
+
+def test_drop_external_id_sends_no_external_id_at_all() -> None:
+    msg = message({"email": "jane@example.com", "externalId": "x-1"}, userId="user-1")
+    data = user_data(msg, destination(drop_external_id=True, external_id_field="traits.externalId"))
+    assert "external_id" not in data
+    assert data["em"] == normalize_and_hash("em", "jane@example.com")
+    assert "external_id" in user_data(msg)  # default: kept
+
+
+# ---- national phone numbers completed with the calling code -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "international"),
+    [
+        ("020 7946 0958", "GB", "442079460958"),
+        ("020 7946 0958", "United Kingdom", "442079460958"),
+        ("07911 123456", "gb", "447911123456"),
+        ("(415) 555-0100", "US", "14155550100"),
+        ("(415) 555-0100", "United States", "14155550100"),
+        ("1 415 555 0100", "US", "14155550100"),  # the trunk prefix 1 is not doubled
+        ("44 20 7946 0958", "GB", "442079460958"),  # the calling code without its +
+        ("06 1234 5678", "IT", "390612345678"),  # Italy keeps its leading 0
+    ],
+)
+def test_national_phone_gets_the_calling_code_of_the_address_country(
+    phone: str, country: str, international: str
+) -> None:
+    data = user_data(message({"phone": phone, "address": {"country": country}}))
+    assert data["ph"] == normalize_and_hash("ph", international)
+
+
+@pytest.mark.parametrize("phone", ["+44 20 7946 0958", "0044 20 7946 0958", "+1 (415) 555-0100"])
+def test_international_phone_is_left_as_it_is(phone: str) -> None:
+    data = user_data(message({"phone": phone, "address": {"country": "US"}}))
+    assert data["ph"] == normalize_and_hash("ph", phone)
+
+
+def test_default_phone_country_completes_numbers_without_an_address_country() -> None:
+    settings = destination(default_phone_country="gb")
+    data = user_data(message({"phone": "020 7946 0958"}), settings)
+    assert data["ph"] == normalize_and_hash("ph", "442079460958")
+    # The address's own country wins over the setting.
+    data = user_data(message({"phone": "4155550100", "address": {"country": "US"}}), settings)
+    assert data["ph"] == normalize_and_hash("ph", "14155550100")
+
+
+@pytest.mark.parametrize(
+    ("traits", "settings"),
+    [
+        ({"phone": "020 7946 0958"}, {}),  # no country anywhere
+        ({"phone": "020 7946 0958", "address": {"country": "Atlantis"}}, {}),
+        ({"phone": "12", "address": {"country": "US"}}, {}),  # fits no plan
+        ({"phone": HEX64, "address": {"country": "US"}}, {}),  # already hashed
+    ],
+)
+def test_phone_without_a_known_country_or_plan_stays_as_today(
+    traits: dict[str, Any], settings: dict[str, Any]
+) -> None:
+    data = user_data(message(traits), destination(**settings))
+    expected = normalize_and_hash("ph", traits["phone"])
+    assert data.get("ph") == expected
+
+
+def test_phone_numbers_in_a_list_and_as_integers_are_completed() -> None:
+    data = user_data(
+        message({"phone": ["020 7946 0958", "+33 1 23 45 67 89"]}),
+        destination(default_phone_country="GB"),
+    )
+    assert data["ph"] == [
+        normalize_and_hash("ph", "442079460958"),
+        normalize_and_hash("ph", "+33 1 23 45 67 89"),
+    ]
+    data = user_data(message({"phone": 4155550100, "address": {"country": "US"}}))
+    assert data["ph"] == normalize_and_hash("ph", "14155550100")
+
+
+def test_pre_hashed_phone_is_never_completed() -> None:
+    options = {"Facebook Conversions API": {"hashed": True}}
+    msg = message({"phone": HEX64, "address": {"country": "US"}}, integrations=options)
+    assert user_data(msg)["ph"] == HEX64
+
+
+@pytest.mark.parametrize("country", ["XX", "GBR", "", "1"])
+def test_default_phone_country_must_have_a_calling_code(country: str) -> None:
+    with pytest.raises(ValueError, match="default_phone_country"):
+        destination(default_phone_country=country)
+
+
+# ---- user_data parameters passed through from the integration options --------------------------
+
+
+def test_pass_through_user_data_options_are_sent_as_given_unhashed() -> None:
+    given = {
+        "partner_id": " p-1 ",
+        "partner_name": "liveramp",
+        "subscription_id": "sub-9",
+        "lead_id": 1234567890123456,
+        "fb_login_id": 98765,
+        "anon_id": "anon-xyz",
+        "madid": "38400000-8cf0-11bd-b23e-10b96e40000d",
+        "em": "jane@example.com",  # not a pass-through key: ignored
+        "unknown": "x",
+    }
+    data = user_data(message(integrations={"Facebook Conversions API": {"user_data": given}}))
+    assert {key: data[key] for key in given if key in data} == {
+        "partner_id": "p-1",
+        "partner_name": "liveramp",
+        "subscription_id": "sub-9",
+        "lead_id": 1234567890123456,
+        "fb_login_id": 98765,
+        "anon_id": "anon-xyz",
+        "madid": "38400000-8cf0-11bd-b23e-10b96e40000d",
+    }
+
+
+@pytest.mark.parametrize("value", [True, None, " ", {"id": 1}, [1], 1.5])
+def test_pass_through_values_that_are_neither_text_nor_integers_are_left_out(value: Any) -> None:
+    options = {"Facebook Conversions API": {"user_data": {"lead_id": value}}}
+    assert "lead_id" not in user_data(message(integrations=options))
+
+
+def test_partner_fields_alone_are_not_customer_information() -> None:
+    from worker import reasons
+    from worker.mapping.result import Invalid
+
+    options = {"Facebook Conversions API": {"user_data": {"partner_id": "p", "partner_name": "n"}}}
+    msg = message(integrations=options, properties={"action_source": "chat"})
+    del msg["context"]["userAgent"]
+    result = map_event(msg, destination(drop_external_id=True), NOW)
+    assert isinstance(result, Invalid) and result.reason == reasons.MISSING_USER_DATA
+    options["Facebook Conversions API"]["user_data"]["lead_id"] = "lead-1"
+    assert isinstance(map_event(msg, destination(drop_external_id=True), NOW), Mapped)

@@ -60,6 +60,8 @@ class Subcode(IntEnum):
     CURRENCY_INVALID = 2804113
     CONTENTS_INVALID = 2804114
     DATA_PROCESSING_OPTIONS_INVALID = 2804115
+    APP_DATA_MISSING = 2804116
+    APP_DATA_INVALID = 2804117
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,54 @@ def validate_event(
         violation = _custom_data_violation(event)
     if violation is None:
         violation = _data_processing_options_violation(event)
+    if violation is None and event["action_source"] == "app":
+        violation = _app_data_violation(event)
     return violation
+
+
+# extinfo's first entry: Meta's extinfo version, a2 for Android apps and i2 for iOS apps.
+EXTINFO_VERSIONS: frozenset[str] = frozenset({"a2", "i2"})
+EXTINFO_LENGTH = 16
+_TRACKING_FLAGS = ("advertiser_tracking_enabled", "application_tracking_enabled")
+
+
+def app_data_problem(app_data: Any) -> str | None:
+    """What makes `app_data` unacceptable to Meta, as `app_data.<field> ...`; None when fine.
+
+    Both tracking flags are 0/1 (or booleans); `extinfo` is a list of 16 strings whose first
+    is `a2` or `i2`.
+    """
+    if not isinstance(app_data, dict):
+        return "app_data must be an object"
+    for flag in _TRACKING_FLAGS:
+        if app_data.get(flag) not in (0, 1):  # True == 1 and False == 0
+            return f"app_data.{flag} is required: 1 or 0"
+    extinfo = app_data.get("extinfo")
+    if not (
+        isinstance(extinfo, list)
+        and len(extinfo) == EXTINFO_LENGTH
+        and all(isinstance(item, str) for item in extinfo)
+        and extinfo[0] in EXTINFO_VERSIONS
+    ):
+        return (
+            f"app_data.extinfo must be a list of {EXTINFO_LENGTH} strings starting with the "
+            "extinfo version a2 (Android) or i2 (iOS)"
+        )
+    return None
+
+
+def _app_data_violation(event: Event) -> ContractViolation | None:
+    """An app event carries app_data with its tracking flags and device information."""
+    if "app_data" not in event:
+        return _invalid(
+            Subcode.APP_DATA_MISSING,
+            "Missing App Data",
+            "The app_data parameter is required for events whose action_source is app.",
+        )
+    problem = app_data_problem(event["app_data"])
+    if problem is None:
+        return None
+    return _invalid(Subcode.APP_DATA_INVALID, "Invalid App Data", f"{problem}.")
 
 
 def is_sha256_hex(value: Any) -> bool:
@@ -260,6 +309,12 @@ def _custom_data_violation(event: Event) -> ContractViolation | None:
             Subcode.VALUE_NOT_NUMERIC,
             "Invalid Value",
             "custom_data.value must be a number, for example 142.52.",
+        )
+    if "net_revenue" in custom_data and not _is_number(custom_data["net_revenue"]):
+        return _invalid(
+            Subcode.VALUE_NOT_NUMERIC,
+            "Invalid Net Revenue",
+            "custom_data.net_revenue must be a number, for example 120.00.",
         )
     if "currency" in custom_data and not _is_currency_code(custom_data["currency"]):
         return _invalid(

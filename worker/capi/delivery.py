@@ -225,17 +225,30 @@ class GraphDelivery:
         self._targets: dict[tuple[str, str, str, str | None], _Target] = {}
 
     async def deliver(
-        self, destination: DestinationSettings, events: Sequence[dict[str, Any]]
+        self,
+        destination: DestinationSettings,
+        events: Sequence[dict[str, Any]],
+        test_event_code: str | None = None,
     ) -> DeliveryReport:
         return await self.deliver_encoded(
-            destination, EncodedEvents.of(orjson.dumps(event) for event in events)
+            destination,
+            EncodedEvents.of(orjson.dumps(event) for event in events),
+            test_event_code,
         )
 
     async def deliver_encoded(
-        self, destination: DestinationSettings, encoded: EncodedEvents
+        self,
+        destination: DestinationSettings,
+        encoded: EncodedEvents,
+        test_event_code: str | None = None,
     ) -> DeliveryReport:
-        """`deliver` for events already serialised (failure indexes are positions in it)."""
+        """`deliver` for events already serialised (failure indexes are positions in it).
+
+        `test_event_code`, when given, is sent instead of the destination's own.
+        """
         target = self._target(destination)
+        if test_event_code is not None:
+            target = replace(target, body_suffix=_body_suffix(test_event_code))
         tally = _Tally()
         for start in range(0, len(encoded), MAX_EVENTS_PER_REQUEST):
             stop = min(start + MAX_EVENTS_PER_REQUEST, len(encoded))
@@ -478,18 +491,22 @@ def _build_target(
     params: dict[str, str] = {}
     if secret is not None:
         params["appsecret_proof"] = appsecret_proof(token, secret)
-    suffix = b"]"
-    if destination.test_event_code:
-        suffix += b',"test_event_code":' + orjson.dumps(destination.test_event_code)
     return _Target(
         name=destination.name,
         pixel_id=destination.pixel_id,
         url=f"{graph.url.rstrip('/')}/{version}/{destination.pixel_id}/events",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         params=params,
-        body_suffix=suffix + b"}",
+        body_suffix=_body_suffix(destination.test_event_code),
         secret_values=tuple(v for v in (token, secret) if v),
     )
+
+
+def _body_suffix(test_event_code: str | None) -> bytes:
+    """What closes a request body after its events: `]`, the test_event_code if any, `}`."""
+    if not test_event_code:
+        return b"]}"
+    return b'],"test_event_code":' + orjson.dumps(test_event_code) + b"}"
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:

@@ -4,9 +4,11 @@
   ViewContent, AddToCart, AddToWishlist without a `products` array) the `value_field_identifier`
   property (default `price`, then `value`). Rounded to 2 decimals; unreadable is invalid. A
   Purchase needs one.
+- net_revenue: `net_revenue`, read like value (rounded, unreadable is invalid).
 - currency: upper-cased ISO 4217, default USD on commerce events and whenever there is a value.
 - contents / content_ids / num_items: from `products[]`, or from the properties of a
-  single-product event. content_type: `properties.content_type`, the integration option,
+  single-product event; each item has id, quantity, item_price, title (`name`), brand, category
+  and delivery_category. content_type: `properties.content_type`, the integration option,
   `categories_to_content_types[category]`, else `product`; a ViewContent without any product id
   is a `product_group` whose content id is the category (a list view by category).
 - Every other property is copied unchanged, except reserved keys, `products` (sent as contents),
@@ -50,7 +52,7 @@ RESERVED_PROPERTIES = frozenset(
 _META_KEYS = frozenset(
     {"value", "currency", "contents", "content_ids", "content_type", "content_category",
      "content_name", "num_items", "search_string", "status", "order_id", "delivery_category",
-     "products"}
+     "products", "net_revenue"}
 )  # fmt: skip
 _NOT_COPIED = RESERVED_PROPERTIES | _META_KEYS
 _CONTAINERS = (dict, list)
@@ -109,6 +111,10 @@ def build_custom_data(
             reasons.MISSING_VALUE,
             "a Purchase needs a value: send properties.revenue (or properties.value)",
         )
+
+    net_revenue = _money(properties.get("net_revenue"), "net_revenue")
+    if net_revenue is not None:
+        custom["net_revenue"] = net_revenue
 
     currency = _currency(properties.get("currency"))
     if currency is not None or value is not None or event_name in COMMERCE_EVENTS:
@@ -213,6 +219,21 @@ def _content(product: dict[str, Any]) -> dict[str, Any] | None:
     price = _number(product.get("price"))
     if price is not None:
         content["item_price"] = price
+    for target, value in (
+        ("title", first_present(product, _NAME_KEYS)),
+        ("brand", product.get("brand")),
+        ("category", product.get("category")),
+    ):
+        if value is None:
+            continue
+        if type(value) is str:  # the common case, without the calls below
+            text: str | None = value.strip() or None
+        elif target == "category":
+            text = _item_category(value)
+        else:
+            text = _scalar_text(value)
+        if text is not None:
+            content[target] = text
     delivery = product.get("delivery_category")
     if delivery is not None:
         content["delivery_category"] = _delivery_category(delivery, "products[].")
@@ -301,6 +322,16 @@ def _category(value: Any) -> str | None:
         reasons.INVALID_CATEGORY,
         f"properties.category must be a string or a list, got {type(value).__name__}",
     )
+
+
+def _item_category(value: Any) -> str | None:
+    """contents[].category: as content_category reads it, but a category it cannot read is
+    left out rather than failing the event (only the event's own category is checked)."""
+    if isinstance(value, list) and any(isinstance(item, _CONTAINERS) for item in value):
+        return None
+    if isinstance(value, dict | bool):
+        return None
+    return _category(value)
 
 
 def _delivery_category(value: Any, where: str) -> str:

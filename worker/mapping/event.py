@@ -28,6 +28,7 @@ from worker.capi.rules import (
     max_event_age_days,
 )
 from worker.config import DestinationSettings
+from worker.mapping.app_data import advertising_id, build_app_data
 from worker.mapping.consent import has_consent
 from worker.mapping.custom_data import build_custom_data
 from worker.mapping.errors import InvalidEvent, shown
@@ -117,10 +118,13 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     event_time = event_time_ms // 1000
 
     prehashed = options.get("hashed") is True
-    action_source = _action_source(properties, options, plan.default_action_source)
+    action_source = _action_source(
+        properties, options, context_traits, traits, plan.default_action_source
+    )
     _check_time_window(event_time, now, action_source)
+    app_data = build_app_data(context, options) if action_source == "app" else None
 
-    page_url = _page_url(context, properties if kind == "page" else _EMPTY)
+    page_url = _page_field(context, properties if kind == "page" else _EMPTY, "url")
     user_data = build_user_data(
         message,
         context,
@@ -131,8 +135,16 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
         page_url,
         event_time_ms,
         prehashed,
+        plan.drop_external_id,
+        plan.default_phone_country,
     )
+    if app_data is not None and "madid" not in user_data:
+        madid = advertising_id(context)
+        if madid is not None:
+            user_data["madid"] = madid
+    referrer_url = None
     if action_source == "website":
+        referrer_url = _page_field(context, properties, "referrer")
         if "client_user_agent" not in user_data:
             raise InvalidEvent(
                 reasons.MISSING_CLIENT_USER_AGENT,
@@ -157,10 +169,14 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     event["action_source"] = action_source
     if page_url is not None:
         event["event_source_url"] = page_url
+    if referrer_url is not None:
+        event["referrer_url"] = referrer_url
     opt_out = _opt_out(properties, context_traits, traits)
     if opt_out is not None:
         event["opt_out"] = opt_out
     event["user_data"] = user_data
+    if app_data is not None:
+        event["app_data"] = app_data
     if kind != "identify":
         custom_data = build_custom_data(properties, event_name, plan, options, prehashed)
         if custom_data:
@@ -183,7 +199,7 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
             reasons.META_CONTRACT_VIOLATION,
             violation.error_user_msg or violation.message,
         )
-    return Mapped(event)
+    return Mapped(event, _test_event_code(options))
 
 
 def _describe_bug(error: Exception) -> str:
@@ -220,12 +236,23 @@ def _object(value: Any, reason: str, where: str) -> dict[str, Any]:
     raise InvalidEvent(reason, f"`{where}` must be an object, got {type(value).__name__}")
 
 
-def _action_source(properties: dict[str, Any], options: dict[str, Any], default: str) -> str:
+def _action_source(
+    properties: dict[str, Any],
+    options: dict[str, Any],
+    context_traits: dict[str, Any],
+    traits: dict[str, Any],
+    default: str,
+) -> str:
+    """properties, the integration options, context.traits, then traits; else `default`."""
     raw = None
     if not properties.keys().isdisjoint(_ACTION_SOURCE_KEYS):
         raw = first_present(properties, _ACTION_SOURCE_KEYS)
     if raw is None and options and not options.keys().isdisjoint(_ACTION_SOURCE_KEYS):
         raw = first_present(options, _ACTION_SOURCE_KEYS)
+    if raw is None and not context_traits.keys().isdisjoint(_ACTION_SOURCE_KEYS):
+        raw = first_present(context_traits, _ACTION_SOURCE_KEYS)
+    if raw is None and traits and not traits.keys().isdisjoint(_ACTION_SOURCE_KEYS):
+        raw = first_present(traits, _ACTION_SOURCE_KEYS)
     if raw is None:
         return default
     value = raw.strip().lower() if isinstance(raw, str) else None
@@ -252,13 +279,23 @@ def _check_time_window(event_time: int, now: float, action_source: str) -> None:
         )
 
 
-def _page_url(context: dict[str, Any], properties: dict[str, Any]) -> str | None:
+def _page_field(context: dict[str, Any], properties: dict[str, Any], key: str) -> str | None:
+    """`context.page.<key>`, else `properties.<key>`: a non-blank string, trimmed (the page's
+    `url` is event_source_url, its `referrer` referrer_url)."""
     page = context.get("page")
-    url = page.get("url") if isinstance(page, dict) else None
-    if not (isinstance(url, str) and url.strip()):
-        url = properties.get("url")
-    if isinstance(url, str):
-        return url.strip() or None
+    value = page.get(key) if isinstance(page, dict) else None
+    if not (isinstance(value, str) and value.strip()):
+        value = properties.get(key)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _test_event_code(options: dict[str, Any]) -> str | None:
+    """`integrations.<name>.test_event_code`: this event goes to Meta's Test Events tool."""
+    code = options.get("test_event_code") if options else None
+    if isinstance(code, str):
+        return code.strip() or None
     return None
 
 

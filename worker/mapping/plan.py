@@ -37,6 +37,8 @@ class DestinationPlan:
     categories_to_content_types: dict[str, str]
     value_field: tuple[str, ...]
     external_id_field: tuple[str, ...] | None
+    drop_external_id: bool
+    default_phone_country: str | None
     # property name -> True (hash it) or False (drop it); allowlisted names are absent.
     pii_actions: dict[str, bool]
     integration_names: tuple[str, ...]
@@ -65,6 +67,8 @@ def build_plan(destination: DestinationSettings) -> DestinationPlan:
         external_id_field=(
             split_path(destination.external_id_field) if destination.external_id_field else None
         ),
+        drop_external_id=destination.drop_external_id,
+        default_phone_country=destination.default_phone_country,
         pii_actions=_pii_actions(destination),
         integration_names=tuple(destination.integration_names),
         required_consent=tuple(destination.required_consent_categories),

@@ -10,9 +10,14 @@ from worker.reasons import REGISTRY, Stage
 
 @dataclass(frozen=True, slots=True)
 class Mapped:
-    """A Conversions API event, normalised, hashed and validated: ready to batch."""
+    """A Conversions API event, normalised, hashed and validated: ready to batch.
+
+    `test_event_code` is the event's own (`integrations.<name>.test_event_code`): it is sent
+    in a request of its own with that code, apart from the destination's other events.
+    """
 
     event: dict[str, Any]
+    test_event_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

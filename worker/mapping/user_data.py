@@ -1,17 +1,22 @@
 """`user_data`: the customer information parameters, normalised and hashed where Meta wants it.
 
 - em, ph, fn, ln, ge, db from traits (email, phone, firstName/first_name/firstname, lastName/...,
-  gender, birthday; a two-word `name` gives fn and ln when neither is set, as RudderStack does);
+  gender, birthday; a two-word `name` gives fn and ln when neither is set); a national phone
+  number gets the calling code of the address's country, else of `default_phone_country`
+  (`worker.mapping.phone`);
   ct, st, zp, country from `address.city`, `.state`, `.postal_code`/`.postalCode`/`.zip`,
   `.country`. Traits are `context.traits`; identify, page and screen also read top-level
   `traits`, which win. `integrations.<name>.hashed: true` marks them as already hashed.
 - external_id: the `external_id_field` path, else userId, else anonymousId (the first that gives
-  an id: an absent, blank or object value falls through); always hashed.
+  an id: an absent, blank or object value falls through); always hashed; none at all with
+  `drop_external_id`.
 - client_ip_address (`context.ip`, dropped unless it parses as an IP address) and
   client_user_agent (`context.userAgent`) as they are.
 - fbp / fbc, never hashed: `properties` (Segment's default), `context` (RudderStack's), the
   integration options, then `context.cookies._fbp` / `._fbc`. Without an fbc, an `fbclid` in the
   page URL gives `fb.1.<event time in ms>.<fbclid>` (RudderStack's deduceFbcParam).
+- partner_id, partner_name, subscription_id, lead_id, fb_login_id, anon_id, madid from
+  `integrations.<name>.user_data`, unhashed, as given.
 
 A value that normalises to nothing is left out and never fails the event.
 """
@@ -25,10 +30,12 @@ from urllib.parse import parse_qs, urlsplit
 from worker.mapping.ip_address import is_ip_address
 from worker.mapping.normalize import normalize_and_hash
 from worker.mapping.paths import get_path
+from worker.mapping.phone import phone_region, with_calling_code
 
+_PHONE_KEYS = ("phone",)
+# `phone` is read on its own (it may be completed with a calling code first).
 _TRAIT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("em", ("email",)),
-    ("ph", ("phone",)),
     ("fn", ("firstName", "first_name", "firstname")),
     ("ln", ("lastName", "last_name", "lastname")),
     ("ge", ("gender",)),
@@ -40,7 +47,21 @@ _ADDRESS_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("zp", ("postal_code", "postalCode", "zip")),
     ("country", ("country",)),
 )
+_COUNTRY_KEYS = ("country",)
 _NAME_KEY = ("name",)
+# Meta's user_data parameters an event may carry in `integrations.<name>.user_data`, sent as
+# given (Meta takes them unhashed).
+PASS_THROUGH_KEYS: tuple[str, ...] = (
+    "partner_id",
+    "partner_name",
+    "subscription_id",
+    "lead_id",
+    "fb_login_id",
+    "anon_id",
+    "madid",
+)
+# Keys that say nothing about who the event is about (Meta's partner fields).
+_NOT_CUSTOMER_INFORMATION = frozenset({"partner_id", "partner_name"})
 _NOT_IDENTIFIERS = (dict, bool)
 _NO_COOKIES: dict[str, Any] = {}
 _COOKIE_NAMES = {"fbp": "_fbp", "fbc": "_fbc"}
@@ -56,28 +77,41 @@ def build_user_data(
     page_url: str | None,
     event_time_ms: int,
     prehashed: bool,
+    drop_external_id: bool = False,
+    default_phone_country: str | None = None,
 ) -> dict[str, Any]:
     """The user_data object; empty when nothing usable was found."""
     user_data: dict[str, Any] = {}
 
     _put_traits(user_data, trait_sources, _TRAIT_KEYS, prehashed)
+    addresses = _addresses(trait_sources)
+    phone = _first_present(trait_sources, _PHONE_KEYS)
+    if phone is not None:
+        if not prehashed:
+            phone = _completed_phone(phone, addresses, default_phone_country)
+        if type(phone) is str:
+            digest = normalize_and_hash("ph", phone)
+            if digest is not None:
+                user_data["ph"] = digest
+        else:
+            _put_hashed(user_data, "ph", phone, prehashed)
     if "fn" not in user_data and "ln" not in user_data:
         _split_full_name(user_data, _first_present(trait_sources, _NAME_KEY), prehashed)
-    addresses = _addresses(trait_sources)
     if addresses:
         _put_traits(user_data, addresses, _ADDRESS_KEYS, prehashed)
 
     # The first candidate that gives an id wins: a configured path or a userId that is absent,
     # blank or of a type that cannot be an id (an object, a bool) falls through to the next.
-    for candidate in (
-        get_path(message, external_id_field) if external_id_field is not None else None,
-        message.get("userId"),
-        message.get("anonymousId"),
-    ):
-        if candidate is not None:
-            _put_hashed(user_data, "external_id", candidate, False)
-            if "external_id" in user_data:
-                break
+    if not drop_external_id:
+        for candidate in (
+            get_path(message, external_id_field) if external_id_field is not None else None,
+            message.get("userId"),
+            message.get("anonymousId"),
+        ):
+            if candidate is not None:
+                _put_hashed(user_data, "external_id", candidate, False)
+                if "external_id" in user_data:
+                    break
 
     ip = _text(context.get("ip"))
     if ip is not None and is_ip_address(ip):
@@ -99,15 +133,60 @@ def build_user_data(
             fbc = f"fb.1.{event_time_ms}.{fbclid}"
     if fbc is not None:
         user_data["fbc"] = fbc
+    if options:
+        given = options.get("user_data")
+        if given is not None and isinstance(given, dict):
+            _put_given(user_data, given)
     return user_data
 
 
 def has_customer_information(user_data: dict[str, Any]) -> bool:
     """True when user_data holds at least one customer information parameter.
 
-    Every key this module sets is one, so any key will do; Meta rejects an empty user_data.
+    Every key this module sets is one except Meta's partner fields; Meta rejects a user_data
+    without one.
     """
-    return bool(user_data)
+    return bool(user_data) and not _NOT_CUSTOMER_INFORMATION.issuperset(user_data)
+
+
+def _completed_phone(
+    phone: Any, addresses: list[dict[str, Any]], default_country: str | None
+) -> Any:
+    """`phone` with the calling code of the user's country when it is a national number;
+    otherwise `phone` unchanged. The country is the address's, else `default_country`."""
+    region = None
+    country = _first_present(addresses, _COUNTRY_KEYS) if addresses else None
+    if type(country) is str:
+        region = phone_region(country)
+    if region is None:
+        region = default_country
+        if region is None:
+            return phone
+    if type(phone) is str:
+        return with_calling_code(phone, region) or phone
+    if type(phone) is int:
+        return with_calling_code(str(phone), region) or phone
+    if isinstance(phone, list):
+        return [
+            (with_calling_code(item, region) or item) if type(item) is str else item
+            for item in phone
+        ]
+    return phone
+
+
+def _put_given(user_data: dict[str, Any], given: dict[str, Any]) -> None:
+    """Meta's unhashed user_data parameters from the integration options, sent as given: a
+    non-blank string (trimmed) or an integer; anything else is left out."""
+    for key in PASS_THROUGH_KEYS:
+        value = given.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+            if value:
+                user_data[key] = value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            user_data[key] = value
 
 
 def _put_traits(

@@ -1,5 +1,8 @@
 """Micro-batches of events per destination (pixel), cut at a count, a byte bound or a linger.
 
+Events with their own test_event_code are batched apart, one batch per (destination, code):
+Meta takes one code per request.
+
 Events arrive serialised (the worker serialises each one as it is mapped) and are appended to
 the batch's buffer (`EncodedEvents`): a buffered event costs its bytes and one reference to its
 record, not a tree of Python objects.
@@ -23,6 +26,7 @@ _NOTHING_READY: Sequence[Batch] = ()
 class Batch:
     destination: DestinationSettings
     opened_at: float
+    test_event_code: str | None = None  # the events' own; None: the destination's setting
     records: list[InFlightRecord] = field(default_factory=list)  # one per event, in order
     encoded: EncodedEvents = field(default_factory=EncodedEvents)
     # Bytes of the request body (without a test_event_code): the envelope, the events and the
@@ -47,14 +51,18 @@ class PixelBatcher:
         self._max_bytes = max_bytes
         self._linger = linger_seconds
         self._clock = clock
-        self._open: dict[str, Batch] = {}
+        self._open: dict[tuple[str, str | None], Batch] = {}
         self.buffered_events = 0
 
     def add(
-        self, destination: DestinationSettings, event: bytes, record: InFlightRecord
+        self,
+        destination: DestinationSettings,
+        event: bytes,
+        record: InFlightRecord,
+        test_event_code: str | None = None,
     ) -> Sequence[Batch]:
         """Buffer one serialised event; returns the batches that were cut and must be sent now."""
-        name = destination.name
+        name = (destination.name, test_event_code)
         batch = self._open.get(name)
         ready: Sequence[Batch] = _NOTHING_READY
         grows_by = len(event) + 1
@@ -62,7 +70,7 @@ class PixelBatcher:
             ready = [self._close(name)]
             batch = None
         if batch is None:
-            batch = self._open[name] = Batch(destination, self._clock())
+            batch = self._open[name] = Batch(destination, self._clock(), test_event_code)
         buffer = batch.encoded.buffer
         buffer += event
         buffer += b","
@@ -90,7 +98,7 @@ class PixelBatcher:
         """Every open batch, regardless of linger (revoke, shutdown)."""
         return [self._close(name) for name in list(self._open)]
 
-    def _close(self, name: str) -> Batch:
+    def _close(self, name: tuple[str, str | None]) -> Batch:
         batch = self._open.pop(name)
         self.buffered_events -= len(batch.records)
         return batch

@@ -23,7 +23,10 @@ class BatchDelivery(Protocol):
     """What the stage needs of the Graph client (`GraphDelivery`)."""
 
     async def deliver_encoded(
-        self, destination: DestinationSettings, encoded: EncodedEvents
+        self,
+        destination: DestinationSettings,
+        encoded: EncodedEvents,
+        test_event_code: str | None = None,
     ) -> DeliveryReport: ...
 
 
@@ -51,7 +54,9 @@ class DeliverStage:
         started = time.monotonic()
         requests = 0
         try:
-            report = await self._delivery.deliver_encoded(destination, batch.encoded)
+            report = await self._delivery.deliver_encoded(
+                destination, batch.encoded, batch.test_event_code
+            )
             failures, requests = report.failures, report.requests
             self._stats.requests += requests
         except Exception as error:  # a bug of ours: keep the records, never lose them silently

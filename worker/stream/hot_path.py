@@ -142,10 +142,10 @@ class HotPath:
         elif not routed:  # counted once per record, not once per destination
             self._stats.count_skipped("", reasons.NOT_ROUTED)
         batcher, send = self._batcher, self._send
-        for destination, outcome in routed:
+        for destination, outcome, test_event_code in routed:
             if type(outcome) is bytes:
                 record.remaining += 1
-                for batch in batcher.add(destination, outcome, record):
+                for batch in batcher.add(destination, outcome, record, test_event_code):
                     send(batch)
             elif isinstance(outcome, Skipped):
                 self._stats.count_skipped(destination.name, outcome.reason)

@@ -23,7 +23,8 @@ Headers = Sequence[tuple[str, bytes | None]] | None
 Mapper = Callable[[dict[str, Any], Headers, DestinationSet, float], RoutedResults | Invalid]
 #: Per routed destination: the serialised event, a deliberate skip, or why it cannot be sent.
 Outcome = bytes | Skipped | Invalid
-Routed = list[tuple[DestinationSettings, Outcome]]
+#: (destination, outcome, the event's own test_event_code: batched apart when set)
+Routed = list[tuple[DestinationSettings, Outcome, str | None]]
 
 
 class RouteAndMap:
@@ -36,7 +37,8 @@ class RouteAndMap:
         self.destinations = destinations
 
     def __call__(self, decoded: dict[str, Any], headers: Headers, now: float) -> Routed | Invalid:
-        """(destination, outcome) per destination the record is routed to, in fan-out order
+        """(destination, outcome, test_event_code) per destination the record is routed to, in
+        fan-out order
         (empty: routed nowhere); an `Invalid` when routing itself failed (the whole record)."""
         routed = self._mapper(decoded, headers, self.destinations, now)
         if isinstance(routed, Invalid):
@@ -47,12 +49,15 @@ class RouteAndMap:
                 # orjson's result is copied into the batch at once (it occupies a few
                 # kilobytes whatever the length of the JSON, so it must not be kept).
                 try:
-                    outcomes.append((destination, orjson.dumps(result.event)))
+                    encoded = orjson.dumps(result.event)
                 except (TypeError, orjson.JSONEncodeError) as error:
                     # The mapping should never produce such an event; if it does, that record
                     # is dead-lettered, not the worker.
                     failure = f"the mapped event cannot be sent: {error}"
-                    outcomes.append((destination, Invalid(reasons.UNSERIALIZABLE_EVENT, failure)))
+                    invalid = Invalid(reasons.UNSERIALIZABLE_EVENT, failure)
+                    outcomes.append((destination, invalid, None))
+                else:
+                    outcomes.append((destination, encoded, result.test_event_code))
             else:
-                outcomes.append((destination, result))
+                outcomes.append((destination, result, None))
         return outcomes

@@ -14,6 +14,7 @@ Commit rule and order: see `CommitCoordinator` (commit.py), the one owner of eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -91,6 +92,7 @@ class Worker:
         #: The route-and-map stage; `route_and_map.replace_destinations` swaps the destination
         #: set between two records (a reload).
         self.route_and_map = RouteAndMap(DestinationSet(settings.destinations))
+        self.stats.expect(self.route_and_map.destinations)
         batching = settings.batching
         self._batcher = PixelBatcher(
             batching.max_events, batching.max_bytes, batching.linger_ms / 1000, time.monotonic
@@ -301,13 +303,22 @@ class Worker:
 
 
 def _record_consumer_lag(statistics_json: str) -> None:
-    """librdkafka statistics callback (kafka thread): consumer lag per assigned partition."""
+    """librdkafka statistics callback (kafka thread): consumer lag per assigned partition.
+
+    librdkafka keeps reporting a partition after it was revoked (`desired` false) with its last
+    lag: that series is removed, or the former owner would show a stale lag next to the new
+    owner's (a dashboard taking the max per partition would show it forever)."""
     try:
         statistics = orjson.loads(statistics_json)
         for topic, topic_stats in statistics.get("topics", {}).items():
             for partition, partition_stats in topic_stats.get("partitions", {}).items():
+                if partition == "-1":
+                    continue
                 lag = partition_stats.get("consumer_lag", -1)
-                if partition != "-1" and lag >= 0:
+                if partition_stats.get("desired", True) and lag >= 0:
                     metrics.CONSUMER_LAG.labels(topic, partition).set(lag)
+                else:
+                    with contextlib.suppress(KeyError):  # older prometheus_client raises
+                        metrics.CONSUMER_LAG.remove(topic, partition)
     except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
         log.debug("Unreadable librdkafka statistics; error=%s", error)

@@ -6,9 +6,16 @@ Every count goes through one method here, so the summary and the metrics never d
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from worker import reasons
+from worker.capi.graph_errors import ErrorKind
+from worker.config import DestinationSettings
 from worker.telemetry import metrics
+
+RETRIED_KINDS = (ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
+AUTH_REASONS = (reasons.INVALID_TOKEN, reasons.PERMISSION_DENIED)
 
 
 @dataclass
@@ -21,6 +28,18 @@ class WorkerStats:
     requests: int = 0
     batches: int = 0
     commits: int = 0
+
+    def expect(self, destinations: Iterable[DestinationSettings]) -> None:
+        """Export at zero, from start-up, each destination's series that the alerts take
+        increases of (deliveries, throttled and transient retries, token and permission dead
+        letters): a counter born with its first increment shows that increment to no rate()."""
+        for destination in destinations:
+            name = destination.name
+            metrics.EVENTS_DELIVERED.labels(name, destination.pixel_id)
+            for kind in RETRIED_KINDS:
+                metrics.GRAPH_RETRIES.labels(name, kind.name.lower())
+            for reason in AUTH_REASONS:
+                metrics.EVENTS_DEAD_LETTERED.labels(name, reasons.stage_of(reason), reason)
 
     def count_consumed(self, topic: str, records: int) -> None:
         self.consumed += records

@@ -543,6 +543,7 @@ class _Target:
     status: str  # deliver | delivered | failed | skipped
     detail: str = ""
     event: dict[str, Any] | None = None
+    test_event_code: str | None = None  # the event's own (batched apart)
 
 
 @dataclass(slots=True)
@@ -593,6 +594,7 @@ def plan_pixel_redrive(
         target = _Target(destination.name, destination.pixel_id, "deliver")
         if isinstance(result, Mapped):
             target.event = result.event
+            target.test_event_code = result.test_event_code
         elif isinstance(result, Skipped):
             target.status, target.detail = "skipped", result.reason
         else:
@@ -607,22 +609,23 @@ async def _deliver(settings: Settings, plans: Sequence[_PixelPlan]) -> None:
 
     from worker.capi.delivery import GraphDelivery
 
-    by_destination: dict[str, list[_Target]] = {}
+    by_destination: dict[tuple[str, str | None], list[_Target]] = {}
     for plan in plans:
         for target in plan.targets:
             if target.status == "deliver":
-                by_destination.setdefault(target.destination, []).append(target)
+                key = (target.destination, target.test_event_code)
+                by_destination.setdefault(key, []).append(target)
     destinations = {d.name: d for d in settings.destinations}
     chunk = settings.batching.max_events
     timeout = aiohttp.ClientTimeout(total=settings.graph.timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         delivery = GraphDelivery(settings.graph, session)
-        for name, targets in by_destination.items():
+        for (name, test_event_code), targets in by_destination.items():
             destination = destinations[name]
             for start in range(0, len(targets), chunk):
                 part = targets[start : start + chunk]
                 events = [t.event for t in part if t.event is not None]
-                report = await delivery.deliver(destination, events)
+                report = await delivery.deliver(destination, events, test_event_code)
                 failed = {failure.index: failure for failure in report.failures}
                 for index, target in enumerate(part):
                     failure = failed.get(index)
