@@ -6,12 +6,15 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from worker.config import ConfigError, DestinationSettings, Settings, load_settings
 from worker.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    from worker.tools.transform_summary import TransformSummary
 
 EXIT_CONFIG = 2
 EXIT_CIRCUIT_OPEN = 3  # `run`: see worker/stream/supervisor.py
@@ -58,10 +61,16 @@ def _at_least_one(text: str) -> int:
 
 
 def transform_lines(
-    settings: Settings, lines: IO[bytes], out: IO[bytes], now: float, show_unrouted: bool = False
+    settings: Settings,
+    lines: IO[bytes],
+    out: IO[bytes],
+    now: float,
+    show_unrouted: bool = False,
+    summary: TransformSummary | None = None,
 ) -> None:
     """One output line per (input line, destination it is routed to), using the worker's own
-    mapping stage; with `show_unrouted`, one per (input line, destination)."""
+    mapping stage; with `show_unrouted`, one per (input line, destination). Each result is
+    also counted in `summary` when given."""
     from worker.decode import build_decoder
     from worker.destination_set import DestinationSet
     from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
@@ -86,6 +95,8 @@ def transform_lines(
             routed = map_routed(decoded, None, destinations, now)
             results = [(None, routed)] if isinstance(routed, Invalid) else routed
         for destination, result in results:
+            if summary is not None:
+                summary.add(destination, result)
             row: dict[str, Any]
             if isinstance(result, Mapped):
                 assert destination is not None
@@ -105,8 +116,13 @@ def transform_lines(
 def command_transform(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     now = float(args.now) if args.now is not None else time.time()
-    transform_lines(settings, sys.stdin.buffer, sys.stdout.buffer, now, args.show_unrouted)
+    from worker.tools.transform_summary import TransformSummary
+
+    summary = TransformSummary() if args.summary else None
+    transform_lines(settings, sys.stdin.buffer, sys.stdout.buffer, now, args.show_unrouted, summary)
     sys.stdout.flush()
+    if summary is not None:
+        sys.stderr.write(summary.render())
     return 0
 
 
@@ -235,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-unrouted",
         action="store_true",
         help='also print {"skipped": "not_routed"} for each destination an event is not routed to',
+    )
+    transform.add_argument(
+        "--summary",
+        action="store_true",
+        help="print to stderr, per destination, events mapped/skipped/errored by reason and the "
+        "share of mapped events carrying each user_data key",
     )
     transform.set_defaults(handler=command_transform)
 

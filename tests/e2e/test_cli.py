@@ -110,6 +110,11 @@ def test_demo_runs_the_whole_pipeline_and_exits_cleanly() -> None:
     assert "map/event_time_too_old" in out
     assert "map/invalid_value" in out
     assert "deliver/invalid_token" in out
+    # The match-quality table: every sample event has an email, a share of them an _fbp cookie.
+    assert "match quality" in out
+    rows = {line.split()[1]: line.split()[3:-1:2] for line in out.splitlines() if "│ " in line}
+    assert rows["em"] == ["100.0%", "100.0%"]
+    assert rows["fbp_or_fbc"] == rows["fbp"] and all(0 < float(v[:-1]) < 100 for v in rows["fbp"])
 
 
 def test_run_with_an_empty_token_file_stops_at_start_up_naming_key_and_path(

@@ -99,3 +99,41 @@ def test_errors_and_skips_of_routed_destinations_are_printed_with_their_reason(
     assert rows[2] == {"skipped": "event_type_not_forwarded"}  # only `all` takes a group call
     assert rows[3]["error"]["stage"] == "decode" and "pixel_id" not in rows[3]
     assert len(rows) == 4
+
+
+def test_summary_on_stderr_counts_per_destination_and_shares_of_user_data_keys(
+    tmp_path: Path,
+) -> None:
+    destinations = [
+        {"name": "shop", "pixel_id": "1", "access_token": "t"},
+        {"name": "blog", "pixel_id": "2", "access_token": "t", "match": {"event_types": ["page"]}},
+    ]
+    config = _config(tmp_path, destinations)
+    with_email = {**EVENT, "context": {**EVENT["context"], "traits": {"email": "a@b.co"}}}
+    with_fbp = {**EVENT, "properties": {**EVENT["properties"], "fbp": "fb.1.1.2"}}
+    declined = {**EVENT, "integrations": {"All": False}}
+    bad_revenue = {**EVENT, "properties": {"revenue": "lots", "action_source": "system_generated"}}
+    lines = [json.dumps(event) for event in (EVENT, with_email, with_fbp, declined, bad_revenue)]
+    done = subprocess.run(
+        [*CLI, "--config", str(config), "--now", str(NOW), "--summary"],
+        input="\n".join([*lines, "not json"]) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert len(done.stdout.splitlines()) == 6  # stdout as without --summary: 5 for shop, 1 error
+    report = done.stderr.splitlines()
+    assert report[0] == "transform summary"
+    shop = report.index("shop (pixel 1): 3 mapped, 1 skipped, 1 errored")
+    assert report[shop + 1 : shop + 4] == [
+        "  skipped integration_disabled: 1",
+        "  errored map/invalid_value: 1",
+        "  share of mapped events carrying each user_data key:",
+    ]
+    shares = {line.split()[0]: line.split()[1] for line in report[shop + 4 :] if "%" in line}
+    assert shares["em"] == "33.3%" and shares["external_id"] == "100.0%"
+    assert shares["fbp_or_fbc"] == "33.3%" and shares["ph"] == "0.0%"
+    assert "(no destination): 0 mapped, 0 skipped, 1 errored" in report
+    assert "  errored decode/invalid_json: 1" in report
+    assert not any(line.startswith("blog") for line in report)  # took none of the events

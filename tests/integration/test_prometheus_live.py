@@ -26,15 +26,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.worker_harness import (
-    BLOG_PIXEL,
-    SHOP_PIXEL,
-    WorkerProcess,
-    unique_events,
-    valid_events,
-    wait_until,
-    write_config,
-)
 from tests.kafka_helpers import produce, unique_topic
 from tests.monitoring import (
     RULE_FILE,
@@ -43,6 +34,15 @@ from tests.monitoring import (
     panel_queries,
     prometheus_tool,
     substitute,
+)
+from tests.support.worker import (
+    BLOG_PIXEL,
+    SHOP_PIXEL,
+    WorkerProcess,
+    unique_events,
+    valid_events,
+    wait_until,
+    write_config,
 )
 from worker.sandbox.broker import EmbeddedBroker, free_port
 from worker.sandbox.emulator_client import EmulatorClient
@@ -67,9 +67,6 @@ VARIABLES = {
 # Panel queries that return nothing in this run, and why.
 NO_DATA_EXPECTED = {
     "Records refetched [A]": "librdkafka hands no record over twice in a run without rebalances",
-    "Delivered events carrying each user-data key [A]": (
-        "capi_user_data_keys_total (issue 12, helper mission) is not on main yet"
-    ),
 }
 
 # What each alert expression (its condition, without `for`) returns in this run: the label sets

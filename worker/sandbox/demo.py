@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from worker.capi.match_quality import ordered_shares
 from worker.config import Settings, parse_settings
 from worker.sandbox.broker import EmbeddedBroker
 from worker.sandbox.emulator_client import EmulatorClient
@@ -184,6 +185,32 @@ def summary_table(worker: Worker, received: dict[str, Any], dead_letters: Counte
     return table
 
 
+def match_quality_table(worker: Worker) -> Table:
+    """Per pixel that received events, the share of them carrying each user_data key."""
+    stats = worker.stats
+    names = [name for name, _, _ in (SHOP, BLOG, LEGACY) if stats.delivered[name]]
+    table = Table(title="match quality: delivered events carrying each user_data key")
+    table.add_column("key")
+    for name in names:
+        table.add_column(name, justify="right")
+    shares = {
+        name: {
+            key: share
+            for key, _, share in ordered_shares(
+                stats.user_data_keys.get(name, Counter()), stats.delivered[name]
+            )
+        }
+        for name in names
+    }
+    every_key: Counter[str] = Counter()
+    for name in names:
+        every_key.update(stats.user_data_keys.get(name, Counter()))
+    keys = [key for key, _, _ in ordered_shares(every_key, 1)]
+    for key in keys:
+        table.add_row(key, *(f"{shares[name].get(key, 0.0):.1%}" for name in names))
+    return table
+
+
 def run_demo(events: int = 3000, seconds: float = 50.0) -> int:
     console = Console()
     started = time.monotonic()
@@ -209,6 +236,7 @@ def run_demo(events: int = 3000, seconds: float = 50.0) -> int:
             dead_letters = read_dead_letters(broker.bootstrap_servers, expected_dead)
             received = EmulatorClient(emulator.url).received(events=False)
     console.print(summary_table(worker, received, dead_letters))
+    console.print(match_quality_table(worker))
     console.print(
         "Where to look: dead-letter records are in topic "
         f"[bold]{DEAD_LETTER_TOPIC}[/] with headers capi.dlq.stage/reason/message/pixel_id; "

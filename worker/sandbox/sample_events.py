@@ -30,18 +30,24 @@ def iso(epoch: float) -> str:
 
 def _context(rng: random.Random, user: int, url: str) -> dict[str, Any]:
     first, last = FIRST_NAMES[user % len(FIRST_NAMES)], LAST_NAMES[user % len(LAST_NAMES)]
-    return {
+    traits: dict[str, Any] = {
+        "email": f"  {first}.{last}{user}@Example.com ".replace("'", ""),
+        "firstName": first,
+        "lastName": last,
+        "address": {"city": CITIES[user % len(CITIES)], "postalCode": "94107-1234"},
+    }
+    # Like real traffic, not every user left a phone number or kept the pixel's cookie.
+    if user % 3:
+        traits["phone"] = f"+1 (415) 555-{user % 10000:04d}"
+    context: dict[str, Any] = {
         "ip": f"203.0.113.{user % 250 + 1}",
         "userAgent": USER_AGENT,
         "page": {"url": url, "path": url.split(".com", 1)[-1], "title": "Shop"},
-        "traits": {
-            "email": f"  {first}.{last}{user}@Example.com ".replace("'", ""),
-            "phone": f"+1 (415) 555-{user % 10000:04d}",
-            "firstName": first,
-            "lastName": last,
-            "address": {"city": CITIES[user % len(CITIES)], "postalCode": "94107-1234"},
-        },
+        "traits": traits,
     }
+    if user % 2:
+        context["cookies"] = {"_fbp": f"fb.1.1700000000000.{100000 + user}"}
+    return context
 
 
 def _products(rng: random.Random, count: int) -> list[dict[str, Any]]:

@@ -28,6 +28,8 @@ class Batch:
     opened_at: float
     test_event_code: str | None = None  # the events' own; None: the destination's setting
     records: list[InFlightRecord] = field(default_factory=list)  # one per event, in order
+    # One per event, in order: its user_data keys (`worker.capi.match_quality`).
+    user_data_keys: list[tuple[str, ...]] = field(default_factory=list)
     encoded: EncodedEvents = field(default_factory=EncodedEvents)
     # Bytes of the request body (without a test_event_code): the envelope, the events and the
     # commas between them.
@@ -60,6 +62,7 @@ class PixelBatcher:
         event: bytes,
         record: InFlightRecord,
         test_event_code: str | None = None,
+        user_data_keys: tuple[str, ...] = (),
     ) -> Sequence[Batch]:
         """Buffer one serialised event; returns the batches that were cut and must be sent now."""
         name = (destination.name, test_event_code)
@@ -76,6 +79,7 @@ class PixelBatcher:
         buffer += b","
         batch.encoded.ends.append(len(buffer))
         batch.records.append(record)
+        batch.user_data_keys.append(user_data_keys)
         batch.size += grows_by
         self.buffered_events += 1
         if len(batch.records) >= self._max_events:

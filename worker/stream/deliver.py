@@ -9,6 +9,7 @@ import time
 from typing import Protocol
 
 from worker.capi.delivery import DeliveryReport, EncodedEvents, EventFailure
+from worker.capi.match_quality import count_keys
 from worker.config import DestinationSettings
 from worker.stream.batcher import Batch
 from worker.stream.completion import Completion
@@ -80,7 +81,8 @@ class DeliverStage:
                 if completion.may_dead_letter(why):
                     writes.append(completion.dead_letter_now(record, why))
         delivered = len(records) - len(failed_at)
-        self._stats.count_delivered(destination.name, destination.pixel_id, delivered)
+        keys = count_keys(batch.user_data_keys, failed_at)
+        self._stats.count_delivered(destination.name, destination.pixel_id, delivered, keys)
         completion.succeeded(delivered)
         log.info(
             "Batch done; destination=%s events=%d delivered=%d dead_lettered=%d requests=%d "

@@ -142,10 +142,12 @@ class HotPath:
         elif not routed:  # counted once per record, not once per destination
             self._stats.count_skipped("", reasons.NOT_ROUTED)
         batcher, send = self._batcher, self._send
-        for destination, outcome, test_event_code in routed:
+        for destination, outcome, test_event_code, user_data_keys in routed:
             if type(outcome) is bytes:
                 record.remaining += 1
-                for batch in batcher.add(destination, outcome, record, test_event_code):
+                for batch in batcher.add(
+                    destination, outcome, record, test_event_code, user_data_keys
+                ):
                     send(batch)
             elif isinstance(outcome, Skipped):
                 self._stats.count_skipped(destination.name, outcome.reason)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from worker import reasons
+from worker.capi.match_quality import user_data_signature
 from worker.config import DestinationSettings
 from worker.destination_set import DestinationSet
 from worker.mapping.result import Invalid, Mapped, Skipped
@@ -23,8 +24,9 @@ Headers = Sequence[tuple[str, bytes | None]] | None
 Mapper = Callable[[dict[str, Any], Headers, DestinationSet, float], RoutedResults | Invalid]
 #: Per routed destination: the serialised event, a deliberate skip, or why it cannot be sent.
 Outcome = bytes | Skipped | Invalid
-#: (destination, outcome, the event's own test_event_code: batched apart when set)
-Routed = list[tuple[DestinationSettings, Outcome, str | None]]
+#: (destination, outcome, the event's own test_event_code (batched apart when set), the
+#: event's user_data keys (`user_data_signature`, for the match-quality counts))
+Routed = list[tuple[DestinationSettings, Outcome, str | None, tuple[str, ...]]]
 
 
 class RouteAndMap:
@@ -37,8 +39,8 @@ class RouteAndMap:
         self.destinations = destinations
 
     def __call__(self, decoded: dict[str, Any], headers: Headers, now: float) -> Routed | Invalid:
-        """(destination, outcome, test_event_code) per destination the record is routed to, in
-        fan-out order
+        """(destination, outcome, test_event_code, user_data keys) per destination the record is
+        routed to, in fan-out order
         (empty: routed nowhere); an `Invalid` when routing itself failed (the whole record)."""
         routed = self._mapper(decoded, headers, self.destinations, now)
         if isinstance(routed, Invalid):
@@ -55,9 +57,10 @@ class RouteAndMap:
                     # is dead-lettered, not the worker.
                     failure = f"the mapped event cannot be sent: {error}"
                     invalid = Invalid(reasons.UNSERIALIZABLE_EVENT, failure)
-                    outcomes.append((destination, invalid, None))
+                    outcomes.append((destination, invalid, None, ()))
                 else:
-                    outcomes.append((destination, encoded, result.test_event_code))
+                    keys = user_data_signature(result.event)
+                    outcomes.append((destination, encoded, result.test_event_code, keys))
             else:
-                outcomes.append((destination, result, None))
+                outcomes.append((destination, result, None, ()))
         return outcomes

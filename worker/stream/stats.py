@@ -23,6 +23,8 @@ class WorkerStats:
     consumed: int = 0
     refetched: int = 0  # records the consumer handed over again within one assignment: ignored
     delivered: Counter[str] = field(default_factory=Counter)  # by destination name
+    # destination name -> delivered events carrying each user_data key
+    user_data_keys: dict[str, Counter[str]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)  # by reason
     dead_lettered: Counter[str] = field(default_factory=Counter)  # by "stage/reason"
     requests: int = 0
@@ -57,9 +59,16 @@ class WorkerStats:
         self.batches += 1
         metrics.BATCH_SIZE.labels(destination).observe(events)
 
-    def count_delivered(self, destination: str, pixel_id: str, events: int) -> None:
+    def count_delivered(
+        self, destination: str, pixel_id: str, events: int, keys: Counter[str] | None = None
+    ) -> None:
+        """`events` delivered; `keys`: how many of them carried each user_data key."""
         self.delivered[destination] += events
         metrics.EVENTS_DELIVERED.labels(destination, pixel_id).inc(events)
+        if keys:
+            self.user_data_keys.setdefault(destination, Counter()).update(keys)
+            for key, count in keys.items():
+                metrics.USER_DATA_KEYS.labels(destination, key).inc(count)
 
     def count_dead_lettered(self, destination: str | None, stage: str, reason: str) -> None:
         self.dead_lettered[f"{stage}/{reason}"] += 1

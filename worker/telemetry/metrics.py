@@ -19,6 +19,12 @@ RECORDS_REFETCHED = Counter(
 EVENTS_DELIVERED = Counter(
     "capi_events_delivered", "Events Meta accepted", ["destination", "pixel_id"]
 )
+USER_DATA_KEYS = Counter(
+    "capi_user_data_keys",
+    "Events Meta accepted whose user_data carried this key (em, ph, external_id, fbp, ...;"
+    " fbp_or_fbc: either browser id); divide by capi_events_delivered_total for the share",
+    ["destination", "key"],
+)
 EVENTS_SKIPPED = Counter(
     "capi_events_skipped", "Events not sent on purpose, by reason", ["destination", "reason"]
 )
