@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.worker_harness import EMULATOR_TOKENS
 from tests.kafka_helpers import unique_topic
+from tests.support.worker import EMULATOR_TOKENS
 from worker.sandbox.broker import EmbeddedBroker
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator, start_in_thread

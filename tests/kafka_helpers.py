@@ -286,6 +286,12 @@ def committed_offsets(
     return result
 
 
+def all_committed(bootstrap: str, group: str, topic: str) -> bool:
+    """Group `group` committed every partition of `topic` up to its true end."""
+    committed = committed_offsets(bootstrap, group, topic)
+    return all(committed.get(p, 0) >= end for p, end in end_offsets(bootstrap, topic).items())
+
+
 def wait_for(
     condition: Any, timeout: float = 30.0, interval: float = 0.1, message: str = ""
 ) -> Any:

@@ -1,15 +1,13 @@
 """The fault suite's test rig: topics, worker processes, a recording Graph API emulator, metrics.
 
-Builds on tests/integration/worker_harness.py (the real `capi-worker run` in a subprocess) and
-adds what the fault tests need to assert exact outcomes:
+Builds on tests/support (the real `capi-worker run` in a subprocess, `WorkerRig`) and adds what
+the fault tests need to assert exact outcomes:
 
 - `RecordingEmulator`: the project's Graph API emulator (`create_app` + `RunningEmulator`) with
   a middleware that logs every `POST .../events` request: pixel, status, the event ids it
   carried, how long the emulator took and whether the client had gone by the time the answer
   was ready (an unacknowledged request, whose events may be sent again).
-- `fault_config`: `write_config`'s shape plus a deep-merged `extra` (circuit_breaker, runtime,
-  kafka.producer ...), so the suite does not depend on the harness growing new keywords.
-- `FaultRig`: the topics, config and workers of one test, and the checks they share.
+- `FaultRig`: a `WorkerRig` with the recording emulator, and the checks the tests share.
 - `Sampler`: calls a function in a background thread until stopped (metrics, offsets).
 """
 
@@ -26,18 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from aiohttp import web
 
-from tests.integration.worker_harness import (
+from tests.kafka_helpers import Record, read_all
+from tests.support.rig import WorkerRig
+from tests.support.worker import (
     BLOG_PIXEL,
-    BLOG_TOKEN,
     EMULATOR_TOKENS,
     SHOP_PIXEL,
     WorkerProcess,
     wait_until,
 )
-from tests.kafka_helpers import Record, committed_offsets, end_offsets, read_all, unique_topic
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator, create_app
 
@@ -157,61 +154,6 @@ class RecordingEmulator:
         }
 
 
-# --------------------------------------------------------------------------- configuration
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def fault_config(
-    path: Path,
-    *,
-    bootstrap: str,
-    graph_url: str,
-    source_topic: str,
-    dead_letter_topic: str,
-    group_id: str,
-    batching: Mapping[str, Any] | None = None,
-    graph: Mapping[str, Any] | None = None,
-    metrics_port: int = 0,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """The shape of worker_harness.write_config; `extra` is merged key by key, nested too."""
-    config: dict[str, Any] = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": group_id,
-            "topics": [source_topic],
-            "dead_letter_topic": dead_letter_topic,
-            "consumer": {"session.timeout.ms": 6000},
-            "commit_interval_ms": 200,
-        },
-        "graph": {
-            "url": graph_url,
-            "api_version": "v25.0",
-            "initial_backoff_seconds": 0.05,
-            "max_backoff_seconds": 1.0,
-            **(graph or {}),
-        },
-        "batching": {"max_events": 1000, "linger_ms": 100, **(batching or {})},
-        "decoding": {"format": "json"},
-        "metrics": {"host": "127.0.0.1", "port": metrics_port},
-        "destinations": [
-            {"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"},
-            {"name": "blog", "pixel_id": BLOG_PIXEL, "access_token": BLOG_TOKEN},
-        ],
-    }
-    path.write_text(yaml.safe_dump(_merge(config, extra or {})))
-    return path
-
-
 # --------------------------------------------------------------------------- metrics
 
 
@@ -299,8 +241,9 @@ def dead_letter_headers(record: Record) -> dict[str, str]:
     }
 
 
-class FaultRig:
-    """Topics, configuration and worker processes of one fault test."""
+class FaultRig(WorkerRig):
+    """Topics, configuration and worker processes of one fault test, with the recording
+    emulator."""
 
     def __init__(
         self,
@@ -311,61 +254,21 @@ class FaultRig:
         partitions: int = 4,
         create_dead_letter_topic: bool = True,
     ) -> None:
-        self.broker = broker
-        self.bootstrap: str = broker.bootstrap_servers
-        self.source = unique_topic("faults")
-        self.dead_letters = unique_topic("faults-dlq")
-        self.group = unique_topic("faults-group")
-        topics = {self.source: partitions}
-        if create_dead_letter_topic:
-            topics[self.dead_letters] = 1
-        broker.create_topics(topics)
+        super().__init__(
+            broker,
+            emulator.url,
+            tmp_path,
+            partitions=partitions,
+            create_dead_letter_topic=create_dead_letter_topic,
+        )
         self.emulator = emulator
         self.graph = emulator.client
-        self.tmp_path = tmp_path
-        self.workers: list[WorkerProcess] = []
-
-    def config(self, name: str = "worker.yaml", **settings: Any) -> Path:
-        return fault_config(
-            self.tmp_path / name,
-            bootstrap=self.bootstrap,
-            graph_url=self.emulator.url,
-            source_topic=self.source,
-            dead_letter_topic=self.dead_letters,
-            group_id=self.group,
-            **settings,
-        )
-
-    def start_worker(self, config: Path) -> WorkerProcess:
-        worker = WorkerProcess(config, self.tmp_path / f"worker-{len(self.workers)}.log")
-        self.workers.append(worker)
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {w.log_path.name} ---\n{w.log()[-3000:]}" for w in self.workers)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop_quietly()
 
     # -- progress ---------------------------------------------------------------------------
 
     def delivered_everywhere(self, expected: set[str]) -> bool:
         """Every expected event id accepted by both pixels (cheap: the request log)."""
         return all(expected <= self.emulator.accepted_ids(pixel) for pixel in PIXELS)
-
-    def committed(self) -> dict[int, int]:
-        return committed_offsets(self.bootstrap, self.group, self.source)
-
-    def end_offsets(self) -> dict[int, int]:
-        return end_offsets(self.bootstrap, self.source)
-
-    def all_committed(self) -> bool:
-        committed = self.committed()
-        return all(committed.get(p, 0) >= end for p, end in self.end_offsets().items())
-
-    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        wait_until(condition, timeout, what, self.logs)
 
     # -- final checks -----------------------------------------------------------------------
 

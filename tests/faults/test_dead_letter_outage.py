@@ -14,8 +14,8 @@ from collections.abc import Callable
 import orjson
 
 from tests.faults.rig import FaultRig, Sampler, dead_letter_headers, metrics_port, scrape
-from tests.integration.worker_harness import BLOG_PIXEL, SHOP_PIXEL, valid_events
 from tests.kafka_helpers import produce
+from tests.support.worker import BLOG_PIXEL, SHOP_PIXEL, valid_events
 from worker.sandbox.sample_events import stale_event
 
 PER_PARTITION = 400

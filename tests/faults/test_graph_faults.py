@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.faults.rig import PIXELS, EventsRequest, FaultRig, duplicates, event_ids
-from tests.integration.worker_harness import BLOG_PIXEL, valid_events
 from tests.kafka_helpers import produce
+from tests.support.worker import BLOG_PIXEL, valid_events
 
 TIMEOUT_SECONDS = 2.0
 HANG_MS = 5000  # well past the timeout: the worker gives up, the emulator still records it

@@ -21,8 +21,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.rig import PIXELS, FaultRig, Sampler, by_partition, event_ids
-from tests.integration.worker_harness import WorkerProcess, valid_events
 from tests.kafka_helpers import produce
+from tests.support.worker import WorkerProcess, valid_events
 
 PARTITIONS = 4
 EARLY_EVENTS = 2000  # produced before the first worker starts

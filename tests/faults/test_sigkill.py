@@ -8,8 +8,8 @@ import random
 import time
 
 from tests.faults.rig import PIXELS, FaultRig, event_ids
-from tests.integration.worker_harness import valid_events
 from tests.kafka_helpers import produce
+from tests.support.worker import valid_events
 
 SEED = 4_2024
 EVENTS = 20_000

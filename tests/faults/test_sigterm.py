@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from tests.faults.rig import PIXELS, FaultRig, by_partition, event_ids, metrics_port, scrape
-from tests.integration.worker_harness import valid_events
 from tests.kafka_helpers import produce
+from tests.support.worker import valid_events
 
 BUDGET_SECONDS = 15.0
 EVENTS = 3000

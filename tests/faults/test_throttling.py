@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from tests.faults.rig import FaultRig, Sampler, event_ids, metrics_port, scrape
-from tests.integration.worker_harness import BLOG_PIXEL, SHOP_PIXEL, valid_events
 from tests.kafka_helpers import produce
+from tests.support.worker import BLOG_PIXEL, SHOP_PIXEL, valid_events
 from worker.stream.runner import CONSUME_BATCH
 
 THROTTLE_SECONDS = 62.0

@@ -17,65 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
-from tests.integration.worker_harness import BLOG_PIXEL, BLOG_TOKEN, SHOP_PIXEL, SHOP_TOKEN
-from tests.kafka_helpers import Record, committed_offsets, end_offsets
+from tests.kafka_helpers import Record
+from tests.support.worker import BLOG_PIXEL, BLOG_TOKEN, SHOP_PIXEL, SHOP_TOKEN, merged
+from tests.support.worker import write_config as support_write_config
 
 DLQ_PREFIX = "capi.dlq."
 
 
-def merged(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `extra` merged in, nested mappings key by key (a copy)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def write_config(
-    path: Path,
-    *,
-    bootstrap: str,
-    graph_url: str,
-    source_topic: str,
-    dead_letter_topic: str,
-    group_id: str,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Like `worker_harness.write_config`, with `extra` merged in depth (so `kafka.client` can be
-    set without repeating the rest of `kafka`) and the circuit breaker off: these tests feed
-    runs of bad records on purpose."""
-    config: dict[str, Any] = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": group_id,
-            "topics": [source_topic],
-            "dead_letter_topic": dead_letter_topic,
-            "consumer": {"session.timeout.ms": 6000},
-            "commit_interval_ms": 200,
-        },
-        "graph": {
-            "url": graph_url,
-            "api_version": "v25.0",
-            "initial_backoff_seconds": 0.05,
-            "max_backoff_seconds": 1.0,
-        },
-        "batching": {"max_events": 1000, "linger_ms": 100},
-        "decoding": {"format": "json"},
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "circuit_breaker": {"enabled": False},
-        "destinations": [
+def write_config(path: Path, *, extra: Mapping[str, Any] | None = None, **topics: Any) -> Path:
+    """`tests.support.worker.write_config` (`topics`: bootstrap, graph_url, source_topic,
+    dead_letter_topic, group_id) with the tokens written in the file and the circuit breaker
+    off: these tests feed runs of bad records on purpose."""
+    return support_write_config(
+        path,
+        destinations=[
             {"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": SHOP_TOKEN},
             {"name": "blog", "pixel_id": BLOG_PIXEL, "access_token": BLOG_TOKEN},
         ],
-    }
-    config = merged(config, extra or {})
-    path.write_text(yaml.safe_dump(config))
-    return path
+        extra=merged({"circuit_breaker": {"enabled": False}}, extra or {}),
+        **topics,
+    )
 
 
 class Worker:
@@ -118,12 +80,6 @@ class Worker:
     def _close(self) -> None:
         self._out.close()
         self._err.close()
-
-
-def all_committed(bootstrap: str, group: str, topic: str) -> bool:
-    ends = end_offsets(bootstrap, topic)
-    committed = committed_offsets(bootstrap, group, topic)
-    return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
 
 
 def dlq_headers(record: Record) -> dict[str, str]:

@@ -18,20 +18,19 @@ import pytest
 from tests.hostile.rig import (
     RAW_LIBRDKAFKA,
     Worker,
-    all_committed,
     dlq_headers,
     event_ids,
     produce_raw_headers,
     schema_registry,
     write_config,
 )
-from tests.integration.worker_harness import (
+from tests.kafka_helpers import all_committed, produce, read_all, unique_topic
+from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
     valid_events,
     wait_until,
 )
-from tests.kafka_helpers import produce, read_all, unique_topic
 from worker.config import DEFAULT_AVRO_SCHEMA
 from worker.decode import encode_confluent, load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient

@@ -24,9 +24,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.hostile.rig import Worker, all_committed, dlq_headers, event_ids, write_config
-from tests.integration.worker_harness import BLOG_PIXEL, SHOP_PIXEL, wait_until
-from tests.kafka_helpers import produce, read_all, unique_topic
+from tests.hostile.rig import Worker, dlq_headers, event_ids, write_config
+from tests.kafka_helpers import all_committed, produce, read_all, unique_topic
+from tests.support.worker import BLOG_PIXEL, SHOP_PIXEL, wait_until
 from worker.sandbox.broker import free_port
 from worker.sandbox.graph_emulator import RunningEmulator, create_app
 from worker.sandbox.sample_events import iso, sample_event

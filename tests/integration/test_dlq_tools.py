@@ -15,7 +15,13 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.worker_harness import (
+from tests.kafka_helpers import (
+    Record,
+    produce,
+    read_all,
+)
+from tests.support.rig import WorkerRig
+from tests.support.worker import (
     BLOG_PIXEL,
     BLOG_TOKEN,
     SHOP_PIXEL,
@@ -24,15 +30,6 @@ from tests.integration.worker_harness import (
     unique_events,
     valid_events,
     wait_until,
-    write_config,
-)
-from tests.kafka_helpers import (
-    Record,
-    committed_offsets,
-    end_offsets,
-    produce,
-    read_all,
-    unique_topic,
 )
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
@@ -98,29 +95,12 @@ def dead_letter(
     return key, value, built
 
 
-class Dlq:
+class Dlq(WorkerRig):
     """A source topic, a dead-letter topic, a configuration, and the `capi-worker dlq` CLI."""
 
     def __init__(self, broker: Any, emulator: RunningEmulator, tmp_path: Path) -> None:
-        self.bootstrap = broker.bootstrap_servers
-        self.source = unique_topic("events")
-        self.dead_letters = unique_topic("dlq")
-        self.group = unique_topic("group")
-        broker.create_topics({self.source: 2, self.dead_letters: 2})
-        self.emulator = emulator
-        self.tmp_path = tmp_path
+        super().__init__(broker, emulator.url, tmp_path, partitions=2, dead_letter_partitions=2)
         self.config_path = self.config()
-
-    def config(self, name: str = "worker.yaml", **overrides: Any) -> Path:
-        return write_config(
-            self.tmp_path / name,
-            bootstrap=self.bootstrap,
-            graph_url=self.emulator.url,
-            source_topic=self.source,
-            dead_letter_topic=self.dead_letters,
-            group_id=self.group,
-            **overrides,
-        )
 
     def write(self, records: list[Any], partition: int | None = 0) -> None:
         produce(self.bootstrap, self.dead_letters, records, partition=partition)
@@ -540,12 +520,6 @@ def test_redrive_to_pixel_reports_a_token_that_is_still_wrong(
 # ---------------------------------------------------------------------------- end to end
 
 
-def _all_committed(dlq: Dlq) -> bool:
-    ends = end_offsets(dlq.bootstrap, dlq.source)
-    committed = committed_offsets(dlq.bootstrap, dlq.group, dlq.source)
-    return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
-
-
 def _events_received(graph: EmulatorClient, pixel: str) -> int:
     summary = graph.received(events=False)["pixels"].get(pixel, {})
     return int(summary.get("events_received", 0))
@@ -571,7 +545,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
             "the shop pixel's events",
             first.log,
         )
-        wait_until(lambda: _all_committed(dlq), 60, "offsets committed", first.log)
+        wait_until(dlq.all_committed, 60, "offsets committed", first.log)
         assert first.terminate() == 0
     finally:
         first.stop_quietly()
@@ -601,7 +575,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
             "the redriven events at the fixed pixel",
             second.log,
         )
-        wait_until(lambda: _all_committed(dlq), 60, "offsets committed after redrive", second.log)
+        wait_until(dlq.all_committed, 60, "offsets committed after redrive", second.log)
         received = graph.received(events=False)["pixels"]
         assert _events_received(graph, SHOP_PIXEL) == count, "shop was sent the events again"
         assert received[SHOP_PIXEL]["duplicates"] == {}

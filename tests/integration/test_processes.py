@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.worker_harness import (
+from tests.kafka_helpers import all_committed, produce, unique_topic
+from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
     WorkerProcess,
@@ -24,7 +25,6 @@ from tests.integration.worker_harness import (
     wait_until,
     write_config,
 )
-from tests.kafka_helpers import committed_offsets, end_offsets, produce, unique_topic
 from worker.sandbox.broker import free_port
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
@@ -93,9 +93,7 @@ class Run:
         return partitions
 
     def all_committed(self) -> bool:
-        ends = end_offsets(self.bootstrap, self.source)
-        committed = committed_offsets(self.bootstrap, self.group, self.source)
-        return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
+        return all_committed(self.bootstrap, self.group, self.source)
 
     def get(self, path: str) -> tuple[int, str]:
         try:

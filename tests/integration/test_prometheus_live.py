@@ -26,15 +26,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.worker_harness import (
-    BLOG_PIXEL,
-    SHOP_PIXEL,
-    WorkerProcess,
-    unique_events,
-    valid_events,
-    wait_until,
-    write_config,
-)
 from tests.kafka_helpers import produce, unique_topic
 from tests.monitoring import (
     RULE_FILE,
@@ -43,6 +34,15 @@ from tests.monitoring import (
     panel_queries,
     prometheus_tool,
     substitute,
+)
+from tests.support.worker import (
+    BLOG_PIXEL,
+    SHOP_PIXEL,
+    WorkerProcess,
+    unique_events,
+    valid_events,
+    wait_until,
+    write_config,
 )
 from worker.sandbox.broker import EmbeddedBroker, free_port
 from worker.sandbox.emulator_client import EmulatorClient

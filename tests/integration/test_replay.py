@@ -12,13 +12,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from tests.integration.worker_harness import (
+from tests.kafka_helpers import committed_offsets, read_all, unique_topic
+from tests.support.worker import (
     EMULATOR_TOKENS,
     SHOP_PIXEL,
     unique_events,
     write_config,
 )
-from tests.kafka_helpers import committed_offsets, read_all, unique_topic
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import iso, sample_event

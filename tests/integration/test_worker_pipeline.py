@@ -10,16 +10,15 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.worker_harness import (
+from tests.kafka_helpers import committed_offsets, produce, read_all
+from tests.support.rig import WorkerRig
+from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
-    WorkerProcess,
     unique_events,
     valid_events,
     wait_until,
-    write_config,
 )
-from tests.kafka_helpers import committed_offsets, end_offsets, produce, read_all, unique_topic
 from worker.config import DEFAULT_AVRO_SCHEMA
 from worker.decode import encode_avro, load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient
@@ -27,50 +26,9 @@ from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import bad_revenue_event, sample_event, stale_event
 
 
-class Pipeline:
-    """Topics, config and worker processes of one test."""
-
-    def __init__(
-        self, broker: Any, emulator: RunningEmulator, tmp_path: Path, partitions: int = 4
-    ) -> None:
-        self.bootstrap = broker.bootstrap_servers
-        self.source = unique_topic("events")
-        self.dead_letters = unique_topic("dlq")
-        self.group = unique_topic("group")
-        broker.create_topics({self.source: partitions, self.dead_letters: 1})
-        self.emulator = emulator
-        self.tmp_path = tmp_path
-        self.workers: list[WorkerProcess] = []
-
-    def config(self, **overrides: Any) -> Path:
-        return write_config(
-            self.tmp_path / "worker.yaml",
-            bootstrap=self.bootstrap,
-            graph_url=self.emulator.url,
-            source_topic=self.source,
-            dead_letter_topic=self.dead_letters,
-            group_id=self.group,
-            **overrides,
-        )
-
-    def start_worker(self, config: Path) -> WorkerProcess:
-        worker = WorkerProcess(config, self.tmp_path / f"worker-{len(self.workers)}.log")
-        self.workers.append(worker)
-        return worker
-
-    def all_committed(self) -> bool:
-        ends = end_offsets(self.bootstrap, self.source)
-        committed = committed_offsets(self.bootstrap, self.group, self.source)
-        return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop_quietly()
-
-
 @pytest.fixture
-def pipeline(kafka_broker: Any, emulator: RunningEmulator, tmp_path: Path) -> Iterator[Pipeline]:
-    running = Pipeline(kafka_broker, emulator, tmp_path)
+def pipeline(kafka_broker: Any, emulator: RunningEmulator, tmp_path: Path) -> Iterator[WorkerRig]:
+    running = WorkerRig(kafka_broker, emulator.url, tmp_path)
     yield running
     running.stop()
 
@@ -80,7 +38,7 @@ def _dead_letter_headers(message: Any) -> dict[str, str]:
 
 
 def test_every_event_reaches_both_pixels_in_batches_no_larger_than_max_events(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     records = valid_events(2000, "spread")
     produce(pipeline.bootstrap, pipeline.source, records)
@@ -101,7 +59,7 @@ def test_every_event_reaches_both_pixels_in_batches_no_larger_than_max_events(
 
 
 def test_poison_records_are_dead_lettered_untouched_with_reason_headers(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     now = time.time()
     good = valid_events(200, "mixed", now)
@@ -151,7 +109,7 @@ def test_poison_records_are_dead_lettered_untouched_with_reason_headers(
 
 
 def test_transient_and_throttling_errors_are_retried_until_everything_is_delivered(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     graph.inject_fault(count=2, status=400, error_code=4, retry_after=1)  # app request limit
     graph.inject_fault(count=1, status=400, error_code=80004)  # ads insights throttle
@@ -172,7 +130,7 @@ def test_transient_and_throttling_errors_are_retried_until_everything_is_deliver
 
 
 def test_one_event_meta_rejects_is_isolated_and_the_rest_of_its_batch_delivered(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     records = valid_events(400, "bisect")
     poisoned_id = "bisect-137"
@@ -204,7 +162,7 @@ def test_one_event_meta_rejects_is_isolated_and_the_rest_of_its_batch_delivered(
 
 
 def test_token_error_dead_letters_that_pixel_only_with_a_reason_naming_the_token(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     produce(pipeline.bootstrap, pipeline.source, valid_events(150, "token"))
     worker = pipeline.start_worker(
@@ -236,7 +194,7 @@ def test_token_error_dead_letters_that_pixel_only_with_a_reason_naming_the_token
 
 
 def test_worker_killed_mid_stream_delivers_every_event_at_least_once_after_restart(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     graph.inject_fault(count=30, latency_ms=300)
     produce(pipeline.bootstrap, pipeline.source, valid_events(3000, "crash"))
@@ -263,7 +221,7 @@ def test_worker_killed_mid_stream_delivers_every_event_at_least_once_after_resta
 
 
 def test_sigterm_flushes_in_flight_batches_and_a_restart_resends_nothing(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     graph.inject_fault(count=1000, latency_ms=400)  # every request is slow: batches in flight
     produce(pipeline.bootstrap, pipeline.source, valid_events(2000, "sigterm"))
@@ -298,7 +256,7 @@ def test_sigterm_flushes_in_flight_batches_and_a_restart_resends_nothing(
 
 
 def test_avro_records_are_delivered_and_undecodable_avro_is_dead_lettered(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     import random
 
@@ -326,7 +284,7 @@ def test_avro_records_are_delivered_and_undecodable_avro_is_dead_lettered(
 
 
 def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     graph.inject_fault(count=40, latency_ms=300)  # batches are in flight when partitions move
     produce(pipeline.bootstrap, pipeline.source, valid_events(3000, "rebalance"))
@@ -362,7 +320,7 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
 
 
 def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     codes = [None, "TEST_A", "TEST_B"]
     records = []
@@ -393,7 +351,7 @@ def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
 
 
 def test_metrics_and_health_endpoints_report_the_running_worker(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     import urllib.error
     import urllib.request
@@ -471,7 +429,7 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
 
 
 def test_circuit_breaker_stops_the_worker_instead_of_dead_lettering_the_stream(
-    pipeline: Pipeline, graph: EmulatorClient
+    pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
     # A bad deploy: the worker is told the topic holds Avro, but it holds JSON.
     produce(pipeline.bootstrap, pipeline.source, valid_events(400, "breaker"), partition=0)

@@ -1,4 +1,5 @@
-"""Runs the real `capi-worker run` as a subprocess against the embedded broker and the emulator."""
+"""The real worker as the tests run it: the pixels and tokens the Graph API emulator knows, the
+one configuration writer, `capi-worker run` in a subprocess, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ BLOG_PIXEL, BLOG_TOKEN = "2222222222", "blog-token"
 EMULATOR_TOKENS = {SHOP_PIXEL: SHOP_TOKEN, BLOG_PIXEL: BLOG_TOKEN}
 
 
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, nested mappings key by key (a copy)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def write_config(
     path: Path,
     *,
@@ -31,12 +43,15 @@ def write_config(
     dead_letter_topic: str,
     group_id: str,
     destinations: list[dict[str, Any]] | None = None,
-    batching: dict[str, Any] | None = None,
-    graph: dict[str, Any] | None = None,
+    batching: Mapping[str, Any] | None = None,
+    graph: Mapping[str, Any] | None = None,
     decoding: dict[str, Any] | None = None,
     metrics_port: int = 0,
-    extra: dict[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
+    """The worker's YAML file for the tests: the two pixels, quick retries and commits.
+    `batching` and `graph` add to the defaults; `extra` is merged in depth (so `kafka.client`
+    can be set without repeating the rest of `kafka`)."""
     config = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -62,8 +77,7 @@ def write_config(
             {"name": "blog", "pixel_id": BLOG_PIXEL, "access_token": BLOG_TOKEN},
         ],
     }
-    config.update(extra or {})
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(merged(config, extra or {})))
     return path
 
 

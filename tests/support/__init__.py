@@ -1,0 +1,9 @@
+"""What the test suites share, in one place.
+
+- `tests.support.worker`: the pixels and tokens the emulator knows, the one worker
+  configuration writer, `capi-worker run` as a subprocess, `wait_until`, sample events.
+- `tests.support.rig`: `WorkerRig`, the topics, configuration and worker processes of one test.
+- `tests.support.builders`: events and destination settings for the pure (unit) tests.
+
+Fixtures (the session's broker, unique topics, the Graph API emulator) are in tests/conftest.py.
+"""
