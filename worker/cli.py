@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -10,6 +12,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from worker import __version__
+from worker.compiled import mapping_line
 from worker.config import ConfigError, DestinationSettings, Settings, load_settings
 from worker.telemetry.logs import configure_logging
 
@@ -45,6 +49,7 @@ def command_run(args: argparse.Namespace) -> int:
     level = args.log_level or settings.logging.level
     log_format = args.log_format or settings.logging.format
     configure_logging(level, log_format)
+    logging.getLogger(__name__).info("%s", mapping_line())
     if args.processes > 1:
         return run_supervisor(settings, args.processes, level, log_format)
     return run_worker(settings)
@@ -220,10 +225,31 @@ def _add_dlq_parser(commands: Any) -> None:
 # ---- end of dlq -------------------------------------------------------------------------------
 
 
+def version_text() -> str:
+    """`capi-worker 0.1.0 (mapping: compiled; CPython 3.11.7)`."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"capi-worker {__version__} ({mapping_line()}; {python})"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, computed when asked: it imports the mapping to see which build loads."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capi-worker",
         description="Forward Segment/RudderStack-spec events from Kafka to Meta's Conversions API.",
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="version, and which build of the mapping runs"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -480,6 +480,24 @@ def test_redrive_to_pixel_delivers_to_the_dead_lettered_destination_only(
     assert len(read_all(dlq.bootstrap, dlq.dead_letters)) == 3
 
 
+def test_redrive_to_pixel_posts_an_event_with_its_own_test_code_apart(
+    dlq: Dlq, graph: EmulatorClient
+) -> None:
+    now = time.time()
+    rng = random.Random(7)
+    plain = sample_event(3, now, rng, prefix="codes")
+    tested = sample_event(4, now, rng, prefix="codes")
+    tested["integrations"] = {"Facebook Conversions API": {"test_event_code": "TEST_REDRIVE"}}
+    dlq.write([dead_letter(dlq.source, 1, orjson.dumps(e)) for e in (plain, tested)])
+
+    result = dlq.cli("redrive", "--to", "pixel")
+    assert result.returncode == 0, result.stdout + result.stderr
+    received = graph.received(BLOG_PIXEL)["pixels"][BLOG_PIXEL]
+    codes = {e["event"]["event_id"]: e["test_event_code"] for e in received["events"]}
+    assert codes == {plain["messageId"]: None, tested["messageId"]: "TEST_REDRIVE"}
+    assert received["requests"] == 2
+
+
 def test_redrive_to_pixel_reports_a_token_that_is_still_wrong(
     dlq: Dlq, graph: EmulatorClient
 ) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kafka_helpers import produce, unique_topic
+from tests.kafka_helpers import produce
 from tests.monitoring import (
     RULE_FILE,
     alerts,
@@ -35,14 +35,13 @@ from tests.monitoring import (
     prometheus_tool,
     substitute,
 )
+from tests.support.rig import WorkerRig
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
-    WorkerProcess,
     unique_events,
     valid_events,
     wait_until,
-    write_config,
 )
 from worker.sandbox.broker import EmbeddedBroker, free_port
 from worker.sandbox.emulator_client import EmulatorClient
@@ -167,21 +166,12 @@ class Run:
     def __init__(
         self, broker: EmbeddedBroker, emulator: RunningEmulator, tmp_path: Path, processes: int
     ) -> None:
-        self.bootstrap = broker.bootstrap_servers
-        self.source = unique_topic("events")
-        dead_letters = unique_topic("dlq")
-        broker.create_topics({self.source: 2, dead_letters: 1})
+        self.rig = WorkerRig(broker, emulator.url, tmp_path, partitions=2)
         self.graph = EmulatorClient(emulator.url)
         self.graph.reset()
-        self.metrics_port = free_port()
-        config = write_config(
-            tmp_path / "worker.yaml",
-            bootstrap=self.bootstrap,
-            graph_url=emulator.url,
-            source_topic=self.source,
-            dead_letter_topic=dead_letters,
-            group_id=unique_topic("group"),
-            metrics_port=self.metrics_port,
+        metrics_port = free_port()
+        config = self.rig.config(
+            metrics_port=metrics_port,
             destinations=[
                 {"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "${SHOP_TOKEN}"},
                 {"name": "blog", "pixel_id": BLOG_PIXEL, "access_token": "blog-token"},
@@ -189,13 +179,11 @@ class Run:
             ],
         )
         self.processes = processes
-        args = ["--processes", str(processes)] if processes > 1 else []
-        self.worker = WorkerProcess(config, tmp_path / "worker.log", args)
-        self.prometheus = Prometheus(tmp_path, f"127.0.0.1:{self.metrics_port}")
+        self.rig.start_worker(config, ["--processes", str(processes)] if processes > 1 else [])
+        self.prometheus = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}")
 
     def log(self) -> str:
-        worker, prometheus = self.worker.log()[-3000:], self.prometheus.log()[-2000:]
-        return f"{worker}\n--- prometheus log ---\n{prometheus}"
+        return f"{self.rig.logs()}\n--- prometheus log ---\n{self.prometheus.log()[-2000:]}"
 
     def wait(self, condition: Callable[[], bool], what: str) -> None:
         wait_until(condition, DEADLINE, what, self.log)
@@ -216,7 +204,7 @@ class Run:
         records.append(json.dumps(stale_event(0, now, prefix=prefix)).encode())
         # Half to each partition: with two processes, each one's series move in both waves.
         for partition in (0, 1):
-            produce(self.bootstrap, self.source, records[partition::2], partition=partition)
+            produce(self.rig.bootstrap, self.rig.source, records[partition::2], partition=partition)
 
     def delivered_to_shop(self) -> int:
         return unique_events(self.graph.received(events=False), SHOP_PIXEL)
@@ -225,7 +213,7 @@ class Run:
         return self.prometheus.value(expr) == expected
 
     def stop(self) -> None:
-        self.worker.stop_quietly()
+        self.rig.stop()
         self.prometheus.stop()
 
 

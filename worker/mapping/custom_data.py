@@ -240,7 +240,12 @@ def _content(product: dict[str, Any]) -> dict[str, Any] | None:
     return content
 
 
-def _number(value: Any) -> float | int | None:
+# An int or a float, kept as it came. Not annotated `float | int`: mypy reads that as `float`,
+# and compiled code (setup.py) would then turn 120 into 120.0, which changes the JSON sent.
+Number = Any
+
+
+def _number(value: Any) -> Number:
     """A finite number from a number or numeric string; None when absent or unreadable."""
     kind = type(value)  # exact float and int first: the common cases, without isinstance
     if kind is float:
@@ -265,7 +270,7 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def _money(value: Any, source: str) -> float | int | None:
+def _money(value: Any, source: str) -> Number:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     number = _number(value)

@@ -154,10 +154,12 @@ def _event_name(message: dict[str, Any], kind: str | None) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _header_text(headers: Headers | None, name: str | None) -> str | None:
+def _header_text(headers: Mapping[str, Any] | None, name: str | None) -> str | None:
+    # Values typed Any: a str value (tests, other clients) must reach the checks below, and
+    # compiled code (setup.py) would refuse what `bytes | None` does not allow.
     if name is None or not headers:
         return None
-    value: Any = headers.get(name)
+    value = headers.get(name)
     if isinstance(value, bytes | bytearray | memoryview):
         try:
             return bytes(value).decode("utf-8")

@@ -47,7 +47,8 @@ def parse_timestamp_ms(value: Any) -> int | None:
         # digits (Arabic-Indic ones, say) and raises on strings of over 4300 digits.
         if not text.isascii() or len(text) > MAX_EPOCH_DIGITS:
             return None
-        return _epoch_number_to_ms(int(text))
+        number = int(text)  # as an int, never through a float: no digit is lost
+        return number if number >= MILLISECONDS_THRESHOLD else number * 1000
     first = text[0]
     if len(text) < 10 or text[4] != "-":
         # Not a date: perhaps a signed or fractional epoch number ("1700000000.5").

@@ -1,0 +1,147 @@
+"""The build: the mapping package compiled with mypyc where it can be, pure Python otherwise.
+
+    pip install .                          compiled when a C compiler and the Python headers
+                                           are present; else the pure-Python package and a
+                                           warning (never a failed install)
+    python setup.py build_ext --inplace    the compiled modules beside their sources (what
+                                           `make install` does: tests import the source tree)
+
+mypyc compiles the very `.py` files the package ships: there is no second copy of the rules.
+At build time `CAPI_WORKER_COMPILE=0` skips compiling and `CAPI_WORKER_COMPILE=required` fails
+instead of falling back (the Makefile, so that `make test` always tests the compiled build).
+A successful build writes `worker/_compiled.json`: the SHA-256 of every compiled source, which
+`worker/compiled.py` checks at run time so that a module edited after the build runs from its
+source instead of a stale compiled copy.
+
+Compiled code is the same code with three differences to keep in mind when editing
+worker/mapping (the whole test suite runs compiled in `make test`, so a slip shows there):
+- annotations are enforced at run time: a parameter that may receive any decoded JSON value
+  must be annotated `Any` (or `object`), not `dict[str, Any]`, or a list passed in raises;
+- a `float` annotation (and `float | int`, which mypy reads as `float`) turns an int into a
+  float: 120 becomes 120.0 in the JSON. Numbers that must keep their type are typed `Any`;
+- calls between compiled modules are direct: monkeypatching a mapping function in a test does
+  not reach callers inside the package (patch the caller's input instead);
+- a class defined in a compiled module cannot be subclassed from uncompiled code unless it is
+  marked `@mypy_extensions.mypyc_attr(allow_interpreted_subclasses=True)`.
+
+Everything else (name, dependencies, entry points) is in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
+
+ROOT = Path(__file__).resolve().parent
+# Every module of these packages is compiled, except the package's __init__.py (kept as
+# source, so the package always imports and can switch to the pure path).
+COMPILED_PACKAGES = ("worker/mapping",)
+MANIFEST = "worker/_compiled.json"
+COMPILE_ENV = "CAPI_WORKER_COMPILE"
+SHARED_LIBRARY = "worker._mapping"  # mypyc's runtime and all the code: worker/_mapping__mypyc.*.so
+
+
+def compiled_sources() -> list[str]:
+    sources: list[str] = []
+    for package in COMPILED_PACKAGES:
+        sources.extend(
+            path.relative_to(ROOT).as_posix()
+            for path in sorted((ROOT / package).glob("*.py"))
+            if path.name != "__init__.py"
+        )
+    return sources
+
+
+def _warn(message: str) -> None:
+    bar = "*" * 78
+    print(f"\n{bar}\nWARNING: capi-worker: {message}\n{bar}\n", file=sys.stderr)
+
+
+class BuildCompiledMapping(build_ext):
+    """build_ext that leaves the pure-Python package in place when the C build fails."""
+
+    def run(self) -> None:
+        if not self.extensions:
+            return
+        inplace = bool(self.inplace)
+        if inplace:
+            self._remove_orphans()
+        try:
+            super().run()
+        except (CCompilerError, ExecError, PlatformError, OSError) as error:
+            self.inplace = inplace  # setuptools clears it while building
+            self._remove_outputs()
+            if os.environ.get(COMPILE_ENV) == "required":
+                raise
+            _warn(
+                f"compiling the mapping failed ({type(error).__name__}: {str(error)[:300]}); "
+                "installing the pure-Python package: same output, about 1.3-2x slower. "
+                "Install a C compiler and the Python headers (e.g. gcc, python3-dev) to compile."
+            )
+            return
+        self._write_manifest()
+
+    def _remove_orphans(self) -> None:
+        """Compiled modules left in the source tree by an earlier build whose source has since
+        moved or gone: they would still be importable under the old name."""
+        for package in COMPILED_PACKAGES:
+            for compiled in (ROOT / package).glob("*.so"):
+                if not compiled.with_name(compiled.name.split(".")[0] + ".py").exists():
+                    compiled.unlink()
+
+    def _manifest_path(self) -> Path:
+        # The package directory the extensions are written to: the source tree with --inplace,
+        # build/lib.* otherwise (from where the wheel takes it).
+        first = self.extensions[0].name
+        package_dir = Path(self.get_ext_fullpath(first)).parents[first.count(".") - 1]
+        return package_dir / Path(MANIFEST).name
+
+    def _write_manifest(self) -> None:
+        self._manifest_path().write_text(
+            json.dumps({"compiler": "mypyc", "modules": COMPILED_DIGESTS}, indent=1) + "\n",
+            encoding="utf-8",
+        )
+
+    def _remove_outputs(self) -> None:
+        """A partial build (some modules compiled, the shared library not) must not be left
+        behind: its modules would fail to import."""
+        inplace = bool(self.inplace)
+        for mode in {inplace, False}:
+            self.inplace = mode
+            for extension in self.extensions:
+                Path(self.get_ext_fullpath(extension.name)).unlink(missing_ok=True)
+            self._manifest_path().unlink(missing_ok=True)
+        self.inplace = inplace
+
+
+# Module -> SHA-256 of the source mypyc compiled: taken before compiling, so that a file edited
+# during the build is recorded as different from what was compiled.
+COMPILED_DIGESTS: dict[str, str] = {}
+
+
+def extensions() -> list[Extension]:
+    mode = os.environ.get(COMPILE_ENV, "")
+    if mode == "0":
+        return []
+    for source in compiled_sources():
+        module = source[: -len(".py")].replace("/", ".")
+        COMPILED_DIGESTS[module] = hashlib.sha256((ROOT / source).read_bytes()).hexdigest()
+    try:
+        from mypyc.build import mypycify
+
+        return mypycify(compiled_sources(), group_name=SHARED_LIBRARY, opt_level="3")
+    except (Exception, SystemExit) as error:  # mypyc missing, or it refused the code
+        if mode == "required":
+            raise
+        _warn(f"mypyc could not compile the mapping ({error}); installing pure Python.")
+        return []
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildCompiledMapping})
