@@ -8,9 +8,9 @@ import pytest
 
 from tests.support.builders import NOW
 from tests.support.builders import destination as base_destination
+from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DestinationSettings
-from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 
