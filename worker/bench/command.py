@@ -1,11 +1,13 @@
 """`capi-worker bench`: parse the flags, run the parts asked for, print and save the figures.
 
-    capi-worker bench [--runs 3] [--seed 1] [--events 500000] [--only mapping|e2e|latency|scaling]
-                      [--quick] [--out FILE]
+    capi-worker bench [--runs 3] [--seed 1] [--events 500000]
+                      [--only mapping|destinations|e2e|latency|scaling] [--quick] [--out FILE]
 
-Parts, in this order: `mapping` (the mapping stage in process), `e2e` (one worker draining a
-pre-produced topic), `scaling` (1 and N worker processes), `latency` (steady produce rate).
-The last three share one embedded broker and one Graph API emulator, each in its own process.
+Parts, in this order: `mapping` (the mapping stage in process), `destinations` (the mapping
+stage and `transform` with 1 to 10,000 destinations, worker/bench/destinations.py), `e2e` (one
+worker draining a pre-produced topic), `scaling` (1 and N worker processes), `latency` (steady
+produce rate). The last three share one embedded broker and one Graph API emulator, each in
+its own process.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import end_to_end, latency, mapping_stage, scaling
+from . import destinations, end_to_end, latency, mapping_stage, scaling
 from .corpus import Corpus, Mix, summary
 from .machine import machine, uptime
 from .report import log, print_report, write_report
 from .stack import Stack
 
-PARTS = ("mapping", "e2e", "scaling", "latency")
+PARTS = ("mapping", "destinations", "e2e", "scaling", "latency")
 RESULTS_DIR = Path("bench") / "results"
 E2E_TOPIC = "bench.events"
 
@@ -151,6 +153,8 @@ def command_bench(args: argparse.Namespace) -> int:
     try:
         if "mapping" in args.parts:
             run_mapping_part(args, report)
+        if "destinations" in args.parts:
+            run_destinations_part(args, report, workdir)
         if {"e2e", "scaling", "latency"} & set(args.parts):
             with Stack(workdir, log=log) as stack:
                 if {"e2e", "scaling"} & set(args.parts):
@@ -197,6 +201,16 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
         )
     report["mapping"] = section
     report.setdefault("corpus", section["corpus"])
+
+
+def run_destinations_part(args: argparse.Namespace, report: dict[str, Any], workdir: Path) -> None:
+    now = time.time()
+    corpus = Corpus(args.mapping_events, seed=args.seed, now=now, prefix="dest")
+    values = [record.value for record in corpus.records()]
+    log(f"destinations: {', '.join(f'{n:,}' for n in destinations.SIZES)}, fresh process each")
+    section, problems = destinations.run_part(values, now, workdir, args.runs)
+    report["destinations"] = section
+    report["problems"].extend(f"destinations: {problem}" for problem in problems)
 
 
 def run_drain_parts(
