@@ -54,11 +54,12 @@ def test_linger_releases_a_partial_batch() -> None:
     batcher = PixelBatcher(max_events=1000, max_bytes=10_000, linger_seconds=0.2, clock=clock)
     batcher.add(_destination("shop"), *_event())
     assert batcher.due() == []
-    assert batcher.next_due_in() == 0.2
+    clock.now = 0.19
+    assert batcher.due() == []  # due 0.2 s after it opened, not sooner
     clock.now = 0.25
     [ready] = batcher.due()
     assert len(ready) == 1
-    assert batcher.next_due_in() is None
+    assert batcher.drain() == []  # nothing left open
 
 
 def test_drain_returns_every_open_batch() -> None:

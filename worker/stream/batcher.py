@@ -92,12 +92,6 @@ class PixelBatcher:
         names = [name for name, batch in self._open.items() if batch.opened_at <= deadline]
         return [self._close(name) for name in names]
 
-    def next_due_in(self) -> float | None:
-        if not self._open:
-            return None
-        oldest = min(batch.opened_at for batch in self._open.values())
-        return max(0.0, oldest + self._linger - self._clock())
-
     def drain(self) -> list[Batch]:
         """Every open batch, regardless of linger (revoke, shutdown)."""
         return [self._close(name) for name in list(self._open)]
