@@ -293,6 +293,9 @@ class CircuitBreakerSettings(StrictModel):
 class RuntimeSettings(StrictModel):
     shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
     revoke_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Destinations (inline, destinations_dir, token files) are reloaded on SIGHUP and checked
+    # for changes this often; 0: on SIGHUP only.
+    reload_interval_seconds: float = Field(default=30.0, ge=0)
 
 
 class Settings(StrictModel):

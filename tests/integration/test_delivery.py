@@ -60,14 +60,6 @@ def emulator() -> Iterator[RunningEmulator]:
 
 
 @pytest.fixture
-def client(emulator: RunningEmulator) -> Iterator[EmulatorClient]:
-    client = EmulatorClient(emulator.url)
-    client.reset()
-    yield client
-    client.reset()
-
-
-@pytest.fixture
 def graph(emulator: RunningEmulator) -> GraphSettings:
     return GraphSettings(
         url=emulator.url,

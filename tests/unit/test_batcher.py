@@ -84,6 +84,17 @@ def test_a_batch_holds_its_events_serialised_back_to_back() -> None:
     assert [ready.encoded.event(i) for i in range(3)] == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
 
 
+def test_cut_closes_the_open_batches_of_the_named_destinations_only() -> None:
+    batcher = PixelBatcher(max_events=10, max_bytes=10_000, linger_seconds=60, clock=FakeClock())
+    shop, blog = _destination("shop"), _destination("blog")
+    batcher.add(shop, *_event())
+    batcher.add(blog, *_event())
+    [cut] = batcher.cut(["shop", "gone"])
+    assert cut.destination is shop and len(cut) == 1
+    assert batcher.buffered_events == 1
+    assert [b.destination for b in batcher.drain()] == [blog]
+
+
 def test_events_with_their_own_test_event_code_are_batched_apart() -> None:
     batcher = PixelBatcher(max_events=2, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
     shop = _destination("shop")

@@ -10,7 +10,7 @@ record, not a tree of Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from worker.capi.delivery import EncodedEvents
@@ -91,6 +91,12 @@ class PixelBatcher:
         deadline = self._clock() - self._linger
         names = [name for name, batch in self._open.items() if batch.opened_at <= deadline]
         return [self._close(name) for name in names]
+
+    def cut(self, names: Iterable[str]) -> list[Batch]:
+        """The open batches of these destinations, regardless of linger (a reload replaced or
+        removed them)."""
+        wanted = set(names)
+        return [self._close(key) for key in list(self._open) if key[0] in wanted]
 
     def drain(self) -> list[Batch]:
         """Every open batch, regardless of linger (revoke, shutdown)."""
