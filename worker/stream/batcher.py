@@ -113,15 +113,6 @@ class PixelBatcher:
                 ready.append(self._close(key))
         return ready
 
-    def next_due_in(self) -> float | None:
-        """Seconds until the next linger deadline; None with no batch open."""
-        deadlines = self._deadlines
-        while deadlines and self._open.get(deadlines[0][2]) is not deadlines[0][3]:
-            heapq.heappop(deadlines)
-        if not deadlines:
-            return None
-        return max(0.0, deadlines[0][0] - self._clock())
-
     def cut(self, names: Iterable[str]) -> list[Batch]:
         """The open batches of these destinations, regardless of linger (a reload replaced or
         removed them)."""
