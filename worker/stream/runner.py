@@ -81,7 +81,7 @@ class Worker:
         self._breaker = FailureBreaker(settings.circuit_breaker)
         self._tripped: str | None = None  # why the circuit breaker stopped the worker
         self.stats = WorkerStats()
-        self._destinations = DestinationSet(settings.destinations)
+        self._destinations = DestinationSet.from_settings(settings)
         self.stats.expect(self._destinations)
         self._decoder = build_decoder(settings.decoding)
         self._ledger = OffsetLedger()
