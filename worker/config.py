@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from worker.capi.rules import MAX_EVENTS_PER_REQUEST, ActionSource
+from worker.reasons import BREAKER_IGNORED_REASONS
 
 REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 DEFAULT_AVRO_SCHEMA = REPO_SCHEMAS / "segment_event.avsc"
@@ -283,7 +284,7 @@ class CircuitBreakerSettings(StrictModel):
     max_failure_ratio: float = Field(default=0.5, gt=0, le=1)  # of one stage/reason in the window
     max_consecutive: int = Field(default=500, ge=1)  # events in a row, one stage/reason
     # Destination-scoped rejections by Meta: dead-lettered so the other pixels keep flowing.
-    ignore_reasons: list[str] = ["invalid_token", "permission_denied"]
+    ignore_reasons: list[str] = list(BREAKER_IGNORED_REASONS)
 
 
 class MappingSettings(StrictModel):

@@ -30,23 +30,13 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import fastavro
 import orjson
 
+from worker import reasons
 from worker.config import DecodingSettings
-
-DecodeReason = Literal[
-    "empty_value",
-    "invalid_json",
-    "not_an_object",
-    "invalid_avro",
-    "unknown_schema_id",
-    "schema_registry_unavailable",
-    "not_confluent_wire_format",
-    "invalid_embedded_json",
-]
 
 Decoder = Callable[[bytes | None], dict[str, Any]]
 Header = tuple[str, bytes | None]
@@ -61,14 +51,14 @@ CONFLUENT_HEADER_SIZE = 5
 class DecodeError(Exception):
     """A record value that cannot be decoded into an event.
 
-    `reason` is a stable code (see `DecodeReason`), `message` says what is wrong for humans.
+    `reason` is a decode-stage code of `worker.reasons`, `message` says what is wrong for humans.
     `retryable` is True when the record may be fine and the fault is in the infrastructure
     (``schema_registry_unavailable``): retry later instead of dead-lettering.
     """
 
-    def __init__(self, reason: DecodeReason, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, reason: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(f"{reason}: {message}")
-        self.reason: DecodeReason = reason
+        self.reason = reason
         self.message = message
         self.retryable = retryable
 
@@ -112,13 +102,13 @@ def _type_name(value: Any) -> str:
 def decode_json(value: bytes | None) -> dict[str, Any]:
     """Decode a JSON record value; it must hold an object."""
     if not value:
-        raise DecodeError("empty_value", "the record has no value (tombstone or empty)")
+        raise DecodeError(reasons.EMPTY_VALUE, "the record has no value (tombstone or empty)")
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError as error:
-        raise DecodeError("invalid_json", f"the value is not valid JSON: {error}") from None
+        raise DecodeError(reasons.INVALID_JSON, f"the value is not valid JSON: {error}") from None
     if type(event) is not dict:
-        raise DecodeError("not_an_object", f"expected a JSON object, got {_type_name(event)}")
+        raise DecodeError(reasons.NOT_AN_OBJECT, f"expected a JSON object, got {_type_name(event)}")
     return event
 
 
@@ -126,7 +116,7 @@ def _finish_avro(record: Any) -> dict[str, Any]:
     """Drop nulls and parse the JSON-string fields, giving the shape of the JSON path."""
     if type(record) is not dict:
         raise DecodeError(
-            "not_an_object", f"the Avro datum is {_type_name(record)}, expected a record"
+            reasons.NOT_AN_OBJECT, f"the Avro datum is {_type_name(record)}, expected a record"
         )
     event: dict[str, Any] = {}
     for key, value in record.items():
@@ -139,13 +129,13 @@ def _finish_avro(record: Any) -> dict[str, Any]:
                 value = orjson.loads(value)
             except orjson.JSONDecodeError as error:
                 raise DecodeError(
-                    "invalid_embedded_json", f"field {key} is not valid JSON: {error}"
+                    reasons.INVALID_EMBEDDED_JSON, f"field {key} is not valid JSON: {error}"
                 ) from None
             if value is None:
                 continue
             if type(value) is not dict:
                 raise DecodeError(
-                    "invalid_embedded_json",
+                    reasons.INVALID_EMBEDDED_JSON,
                     f"field {key} must hold a JSON object, got {_type_name(value)}",
                 )
         event[key] = value
@@ -160,13 +150,13 @@ def _read_avro(value: bytes, schema: dict[str, Any], offset: int) -> dict[str, A
         record = fastavro.schemaless_reader(buffer, schema, None)
     except Exception as error:  # fastavro raises EOFError, IndexError, UnicodeDecodeError, ...
         raise DecodeError(
-            "invalid_avro",
+            reasons.INVALID_AVRO,
             f"cannot read the Avro datum with schema {schema.get('name')}: "
             f"{type(error).__name__}: {error}",
         ) from None
     if buffer.tell() != len(value):
         raise DecodeError(
-            "invalid_avro",
+            reasons.INVALID_AVRO,
             f"{len(value) - buffer.tell()} bytes left after the Avro datum "
             f"(written with another schema than {schema.get('name')}?)",
         )
@@ -179,7 +169,7 @@ def make_avro_decoder(schema: Mapping[str, Any] | str | os.PathLike[str]) -> Dec
 
     def decode_avro(value: bytes | None) -> dict[str, Any]:
         if not value:
-            raise DecodeError("empty_value", "the record has no value (tombstone or empty)")
+            raise DecodeError(reasons.EMPTY_VALUE, "the record has no value (tombstone or empty)")
         return _read_avro(value, parsed, 0)
 
     return decode_avro
@@ -229,7 +219,8 @@ class SchemaRegistryClient:
         until = self._unknown_until.get(schema_id)
         if until is not None and time.monotonic() < until:
             raise DecodeError(
-                "unknown_schema_id", f"schema id {schema_id} is not in the registry {self.url}"
+                reasons.UNKNOWN_SCHEMA_ID,
+                f"schema id {schema_id} is not in the registry {self.url}",
             )
         request = urllib.request.Request(
             f"{self.url}/schemas/ids/{schema_id}", headers=self._headers
@@ -242,18 +233,18 @@ class SchemaRegistryClient:
             if error.code == 404:
                 self._unknown_until[schema_id] = time.monotonic() + self.unknown_id_ttl
                 raise DecodeError(
-                    "unknown_schema_id",
+                    reasons.UNKNOWN_SCHEMA_ID,
                     f"schema id {schema_id} is not in the registry {self.url}",
                 ) from None
             raise DecodeError(
-                "schema_registry_unavailable",
+                reasons.SCHEMA_REGISTRY_UNAVAILABLE,
                 f"schema registry {self.url} answered HTTP {error.code} for schema id {schema_id}",
                 retryable=True,
             ) from None
         except (OSError, ValueError) as error:  # URLError, timeouts, refused, reset, bad URL
             reason = getattr(error, "reason", error)
             raise DecodeError(
-                "schema_registry_unavailable",
+                reasons.SCHEMA_REGISTRY_UNAVAILABLE,
                 f"schema registry {self.url} is unreachable: {reason}",
                 retryable=True,
             ) from None
@@ -264,7 +255,7 @@ class SchemaRegistryClient:
                 raise TypeError("schema is not a string")
         except (orjson.JSONDecodeError, KeyError, TypeError) as error:
             raise DecodeError(
-                "schema_registry_unavailable",
+                reasons.SCHEMA_REGISTRY_UNAVAILABLE,
                 f"schema registry {self.url} gave an unreadable answer for schema id "
                 f"{schema_id}: {error}",
                 retryable=True,
@@ -272,36 +263,53 @@ class SchemaRegistryClient:
         schema_type = answer.get("schemaType", "AVRO")
         if schema_type != "AVRO":
             raise DecodeError(
-                "invalid_avro", f"schema id {schema_id} is a {schema_type} schema, not Avro"
+                reasons.INVALID_AVRO, f"schema id {schema_id} is a {schema_type} schema, not Avro"
             )
         try:
             parsed = fastavro.parse_schema(orjson.loads(text))
         except Exception as error:  # SchemaParseException, UnknownType (references), JSON
             raise DecodeError(
-                "invalid_avro",
+                reasons.INVALID_AVRO,
                 f"schema id {schema_id} cannot be parsed (schema references are not "
                 f"supported): {type(error).__name__}: {error}",
             ) from None
         if not isinstance(parsed, dict) or parsed.get("type") != "record":
-            raise DecodeError("invalid_avro", f"schema id {schema_id} is not an Avro record schema")
+            raise DecodeError(
+                reasons.INVALID_AVRO, f"schema id {schema_id} is not an Avro record schema"
+            )
         return parsed
 
 
-def make_confluent_decoder(registry: SchemaRegistryClient) -> Decoder:
-    """Decoder of the Confluent wire format, writer schemas from `registry`."""
+class SchemaNotCached(Exception):
+    """A decoder built with `fetch_missing=False` met a schema id it has not fetched yet: fetch
+    it (`SchemaRegistryClient.get`, blocking I/O: off the event loop) and decode again."""
+
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"schema id {schema_id} is not fetched yet")
+        self.schema_id = schema_id
+
+
+def make_confluent_decoder(
+    registry: SchemaRegistryClient, *, fetch_missing: bool = True
+) -> Decoder:
+    """Decoder of the Confluent wire format, writer schemas from `registry`.
+
+    With `fetch_missing=False` the decoder never does I/O: an id not in the cache raises
+    `SchemaNotCached` instead of fetching it (the worker fetches on another thread).
+    """
     schemas = registry.schemas
-    get_schema = registry.get
+    get_schema = registry.get if fetch_missing else _not_cached
 
     def decode_confluent(value: bytes | None) -> dict[str, Any]:
         if not value:
-            raise DecodeError("empty_value", "the record has no value (tombstone or empty)")
+            raise DecodeError(reasons.EMPTY_VALUE, "the record has no value (tombstone or empty)")
         if len(value) < CONFLUENT_HEADER_SIZE or value[0] != CONFLUENT_MAGIC:
             detail = (
                 f"first byte is {value[0]:#04x}, not the magic byte 0x00"
                 if value[0] != CONFLUENT_MAGIC
                 else f"{len(value)} bytes is shorter than the 5-byte header"
             )
-            raise DecodeError("not_confluent_wire_format", detail)
+            raise DecodeError(reasons.NOT_CONFLUENT_WIRE_FORMAT, detail)
         schema_id = int.from_bytes(value[1:CONFLUENT_HEADER_SIZE], "big")
         schema = schemas.get(schema_id)
         if schema is None:
@@ -311,22 +319,39 @@ def make_confluent_decoder(registry: SchemaRegistryClient) -> Decoder:
     return decode_confluent
 
 
+def _not_cached(schema_id: int) -> dict[str, Any]:
+    raise SchemaNotCached(schema_id)
+
+
+def build_registry(
+    settings: DecodingSettings, *, timeout: float = 10.0
+) -> SchemaRegistryClient | None:
+    """The schema registry client `settings` ask for (avro-confluent), else None."""
+    if settings.format != "avro-confluent":
+        return None
+    if not settings.schema_registry_url:
+        raise ValueError("format avro-confluent needs decoding.schema_registry_url")
+    return SchemaRegistryClient(settings.schema_registry_url, timeout=timeout)
+
+
 def build_decoder(
     settings: DecodingSettings,
     *,
     registry_timeout: float = 10.0,
     registry: SchemaRegistryClient | None = None,
+    fetch_missing: bool = True,
 ) -> Decoder:
-    """The decoder for `settings.format`. Schema files are read and parsed here, once."""
+    """The decoder for `settings.format`. Schema files are read and parsed here, once.
+
+    `fetch_missing=False`: see `make_confluent_decoder`."""
     if settings.format == "json":
         return decode_json
     if settings.format == "avro":
         return make_avro_decoder(settings.avro_schema)
     if registry is None:
-        if not settings.schema_registry_url:
-            raise ValueError("format avro-confluent needs decoding.schema_registry_url")
-        registry = SchemaRegistryClient(settings.schema_registry_url, timeout=registry_timeout)
-    return make_confluent_decoder(registry)
+        registry = build_registry(settings, timeout=registry_timeout)
+        assert registry is not None
+    return make_confluent_decoder(registry, fetch_missing=fetch_missing)
 
 
 # --------------------------------------------------------------------------- headers

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from worker import reasons
 from worker.config import DestinationSettings
 from worker.decode import DecodeError
 from worker.destination_set import DestinationSet
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, MapResult, Skipped
 
-NOT_ROUTED = Skipped("not_routed")
+NOT_ROUTED = Skipped(reasons.NOT_ROUTED)
 
 # Set by `capi-worker dlq redrive --to source` on a record dead-lettered for one destination of
 # a fan-out: only that destination takes it again, so the others are not sent it a second time.
 REDRIVE_ONLY_DESTINATION_HEADER = "capi.redrive.only_destination"
-REDRIVE_OTHER_DESTINATION = Skipped("redrive_other_destination")
+REDRIVE_OTHER_DESTINATION = Skipped(reasons.REDRIVE_OTHER_DESTINATION)
 
 Decoder = Callable[[bytes | None], dict[str, Any]]
 
@@ -25,7 +26,12 @@ def decode_record(decoder: Decoder, value: bytes | None) -> dict[str, Any] | Inv
     try:
         return decoder(value)
     except DecodeError as error:
-        return Invalid(error.reason, error.message, stage="decode")
+        return decode_failure(error)
+
+
+def decode_failure(error: DecodeError) -> Invalid:
+    """A record that cannot be decoded, as the reason to dead-letter it."""
+    return Invalid(error.reason, error.message)
 
 
 RoutedResults = list[tuple[DestinationSettings, MapResult]]
@@ -48,7 +54,7 @@ def map_routed(
     try:
         routed = _routed(message, header_map, destinations)
     except Exception as error:  # a bug of ours; the record is dead-lettered, the worker goes on
-        return Invalid("routing_failed", f"routing raised {type(error).__name__}", stage="route")
+        return Invalid(reasons.ROUTING_FAILED, f"routing raised {type(error).__name__}")
     every, plans = destinations.destinations, destinations.plans
     return [(every[i], map_event(message, every[i], now, plans[i])) for i in routed]
 

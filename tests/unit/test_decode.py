@@ -177,11 +177,14 @@ class Registry:
         self.schemas = schemas
         self.requests: list[str] = []
         self.fail_with: int | None = None
+        self.hold: threading.Event | None = None  # when set: answer only once it is set
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 registry.requests.append(self.path)
+                if registry.hold is not None:
+                    registry.hold.wait(60)
                 prefix = "/schemas/ids/"
                 status, body = 404, {"error_code": 40401, "message": "HTTP 404 Not Found"}
                 if registry.fail_with is not None:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, get_args
+from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DEFAULT_AVRO_SCHEMA, DestinationSettings
 from worker.decode import (
     DecodeError,
-    DecodeReason,
     SchemaRegistryClient,
     decode_json,
     encode_avro,
@@ -27,7 +27,6 @@ from worker.decode import (
     make_avro_decoder,
     make_confluent_decoder,
 )
-from worker.mapping import reasons
 from worker.mapping.result import Invalid, Mapped, Skipped
 from worker.pipeline import (
     REDRIVE_OTHER_DESTINATION,
@@ -40,7 +39,7 @@ from worker.sandbox.sample_events import sample_event
 NOW = 1_760_000_000.0
 SCHEMA = load_avro_schema(DEFAULT_AVRO_SCHEMA)
 SCHEMA_ID = 7
-DECODE_REASONS = set(get_args(DecodeReason)) - {"schema_registry_unavailable"}  # offline
+DECODE_REASONS = set(reasons.DECODE_REASONS) - {"schema_registry_unavailable"}  # offline
 
 
 class OfflineRegistry(SchemaRegistryClient):

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DestinationSettings
-from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 

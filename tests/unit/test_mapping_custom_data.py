@@ -9,9 +9,9 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DestinationSettings
-from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from worker import reasons
 from worker.capi.contract import validate_event
 from worker.capi.rules import ACTION_SOURCES
 from worker.config import DestinationSettings
-from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.normalize import normalize_and_hash
 from worker.mapping.result import Invalid, Mapped, Skipped

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from worker import reasons
 from worker.config import DestinationSettings
-from worker.mapping import reasons
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 

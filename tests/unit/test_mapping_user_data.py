@@ -352,7 +352,7 @@ def test_pass_through_values_that_are_neither_text_nor_integers_are_left_out(val
 
 
 def test_partner_fields_alone_are_not_customer_information() -> None:
-    from worker.mapping import reasons
+    from worker import reasons
     from worker.mapping.result import Invalid
 
     options = {"Facebook Conversions API": {"user_data": {"partner_id": "p", "partner_name": "n"}}}

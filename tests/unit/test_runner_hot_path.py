@@ -4,16 +4,22 @@ commit position that never passes a record with an event not done."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
-import pytest
 
-import worker.stream.runner as runner
 from worker.config import parse_settings
+from worker.destination_set import DestinationSet
 from worker.mapping.result import Invalid, Mapped
-from worker.stream.batcher import Batch
+from worker.stream.batcher import Batch, PixelBatcher
+from worker.stream.commit import CommitCoordinator
 from worker.stream.dead_letter import DeadLetterReason
+from worker.stream.decoding import DecodeStage
+from worker.stream.hot_path import HotPath
+from worker.stream.kafka_thread import KafkaThread
+from worker.stream.route_and_map import RouteAndMap
+from worker.stream.stats import WorkerStats
 from worker.stream.watermark import InFlightRecord
 
 SETTINGS = parse_settings(
@@ -70,26 +76,42 @@ def fake_mapping(decoded: dict[str, Any], _headers: Any, destinations: Any, _now
 
 
 class Harness:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(runner, "map_routed", fake_mapping)
-        self.worker = runner.Worker(SETTINGS)
-        self.worker._ledger.assign([("t", 0), ("t", 1)])
+    """The hot path's stages, wired as the worker wires them, with the batches sent and the
+    dead letters written kept here instead of going to Graph and Kafka."""
+
+    def __init__(self, mapper: Any = fake_mapping) -> None:
+        self.stats = WorkerStats()
+        self.coordinator = CommitCoordinator(
+            KafkaThread(), self.stats, commit_interval_seconds=1, revoke_timeout_seconds=1
+        )
+        self.coordinator.assign([("t", 0), ("t", 1)])
+        batching = SETTINGS.batching
+        self.batcher = PixelBatcher(
+            batching.max_events, batching.max_bytes, batching.linger_ms / 1000, time.monotonic
+        )
         self.sent: list[Batch] = []
         self.dead: list[tuple[InFlightRecord, DeadLetterReason]] = []
-        self.worker._send = self.sent.append  # type: ignore[method-assign]
-        self.worker._dead_letter = lambda record, why: self.dead.append((record, why))  # type: ignore[method-assign]
+        self.hot_path = HotPath(
+            decode=DecodeStage(SETTINGS.decoding, heartbeat=lambda: None, stopping=asyncio.Event()),
+            route_and_map=RouteAndMap(DestinationSet(SETTINGS.destinations), mapper=mapper),
+            batcher=self.batcher,
+            coordinator=self.coordinator,
+            stats=self.stats,
+            send=self.sent.append,
+            dead_letter=lambda record, why: self.dead.append((record, why)),
+            skipped=lambda: None,
+            halted=lambda: False,
+        )
 
     def handle(self, messages: list[Message]) -> None:
-        asyncio.run(self.worker._handle(messages))
+        asyncio.run(self.hot_path.handle(messages))
 
     def position(self, partition: int) -> int | None:
-        return self.worker._ledger.positions_to_commit().get(("t", partition))
+        return self.coordinator.positions().get(("t", partition))
 
 
-def test_events_are_batched_as_json_and_a_record_is_done_with_its_last_event(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    harness = Harness(monkeypatch)
+def test_events_are_batched_as_json_and_a_record_is_done_with_its_last_event() -> None:
+    harness = Harness()
     harness.handle(
         [
             Message(0, 10, {"id": "a", "shop": "ok", "blog": "ok"}),
@@ -104,43 +126,39 @@ def test_events_are_batched_as_json_and_a_record_is_done_with_its_last_event(
     assert [e["event_id"] for e in events] == ["a", "b", "d"]
     body = orjson.loads(shop.encoded.body(0, 3, b"]}"))
     assert body == {"data": events}
-    assert harness.worker.outstanding_events == 5
-    assert harness.worker.stats.consumed == 4
+    assert harness.coordinator.outstanding_events == 5
+    assert harness.stats.consumed == 4
     # Partition 1's only record was skipped everywhere: done. Partition 0 waits at offset 10.
     assert harness.position(1) == 6
     assert harness.position(0) == 10
     records = {record.offset: record for record in shop.records}
     assert records[10].remaining == 2 and records[11].remaining == 1
-    harness.worker._complete(records[11])  # offset 11 done, 10 not yet: still 10
+    harness.coordinator.complete(records[11])  # offset 11 done, 10 not yet: still 10
     assert harness.position(0) == 10
-    harness.worker._complete(records[10])  # shop done, blog's event of offset 10 is not
+    harness.coordinator.complete(records[10])  # shop done, blog's event of offset 10 is not
     assert harness.position(0) == 10
-    [blog] = harness.worker._batcher.drain()
+    [blog] = harness.batcher.drain()
     for record in blog.records:
-        harness.worker._complete(record)
+        harness.coordinator.complete(record)
     assert harness.position(0) == 12  # offset 12 still waits for its shop event
-    harness.worker._complete(records[12])
+    harness.coordinator.complete(records[12])
     assert harness.position(0) == 13
-    assert harness.worker.outstanding_events == 0
+    assert harness.coordinator.outstanding_events == 0
 
 
-def test_an_event_that_cannot_be_serialised_is_dead_lettered_and_the_rest_batched(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    harness = Harness(monkeypatch)
+def test_an_event_that_cannot_be_serialised_is_dead_lettered_and_the_rest_batched() -> None:
+    harness = Harness()
     harness.handle([Message(0, 0, {"id": "a", "shop": "unserializable", "blog": "ok"})])
     [(record, why)] = harness.dead
     assert (why.stage, why.reason, why.destination) == ("map", "unserializable_event", "shop")
     assert record.remaining == 2  # the dead letter and blog's event
-    [blog] = harness.worker._batcher.drain()
+    [blog] = harness.batcher.drain()
     assert blog.destination.name == "blog" and blog.records == [record]
     assert harness.position(0) == 0
 
 
-def test_mapping_failures_are_dead_lettered_once_per_destination(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    harness = Harness(monkeypatch)
+def test_mapping_failures_are_dead_lettered_once_per_destination() -> None:
+    harness = Harness()
     harness.handle([Message(0, 7, {"id": "a", "shop": "bad", "blog": "bad"})])
     assert [(why.reason, why.destination) for _, why in harness.dead] == [
         ("invalid_value", "shop"),
@@ -151,22 +169,17 @@ def test_mapping_failures_are_dead_lettered_once_per_destination(
     assert harness.position(0) == 7
 
 
-def test_a_record_no_destination_takes_is_done_and_counted_once_as_not_routed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    harness = Harness(monkeypatch)
+def test_a_record_no_destination_takes_is_done_and_counted_once_as_not_routed() -> None:
+    harness = Harness()
     harness.handle([Message(0, 3, {"id": "a", "shop": "skip", "blog": "skip"})])
     assert harness.sent == [] and harness.dead == []
-    assert harness.worker.stats.skipped == {"not_routed": 1}
+    assert harness.stats.skipped == {"not_routed": 1}
     assert harness.position(0) == 4
 
 
-def test_a_routing_failure_is_one_dead_letter_without_a_destination(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    harness = Harness(monkeypatch)
-    failure = Invalid("routing_failed", "routing raised KeyError", stage="route")
-    monkeypatch.setattr(runner, "map_routed", lambda *_: failure)
+def test_a_routing_failure_is_one_dead_letter_without_a_destination() -> None:
+    failure = Invalid("routing_failed", "routing raised KeyError")
+    harness = Harness(mapper=lambda *_: failure)
     harness.handle([Message(0, 9, {"id": "a"})])
     [(record, why)] = harness.dead
     assert (why.stage, why.reason, why.destination, why.pixel_id) == (

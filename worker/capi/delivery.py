@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from worker import reasons
 from worker.capi.graph_errors import (
     APPSECRET_PROOF_MARKER,
     ErrorKind,
@@ -54,11 +55,6 @@ log = logging.getLogger(__name__)
 _BODY_PREFIX = b'{"data":['
 _MAX_EXPONENT = 30  # 2**30 * any sane initial backoff is far past any max_backoff_seconds
 
-REASON_INVALID_TOKEN = "invalid_token"
-REASON_PERMISSION_DENIED = "permission_denied"
-REASON_INVALID_PARAMETER = "invalid_parameter"
-REASON_RETRIES_EXHAUSTED = "retries_exhausted"
-REASON_GRAPH_REJECTED = "graph_rejected"
 
 Sleep = Callable[[float], Awaitable[Any]]
 Clock = Callable[[], float]
@@ -117,13 +113,25 @@ class EventFailure:
     """One event that could not be delivered."""
 
     index: int  # position in the batch passed to deliver()
-    reason: str  # invalid_token | permission_denied | invalid_parameter | retries_exhausted
-    #              | graph_rejected
+    reason: str  # a deliver-stage code of `worker.reasons`
     message: str  # what went wrong and what to fix; never the token
     graph_code: int | None
     graph_subcode: int | None
     fbtrace_id: str | None
     attempts: int  # requests that carried this event
+
+    @classmethod
+    def internal_error(cls, index: int, message: str) -> EventFailure:
+        """The delivery code itself failed (a bug of ours): no request is blamed."""
+        return cls(
+            index=index,
+            reason=reasons.INTERNAL_ERROR,
+            message=message,
+            graph_code=None,
+            graph_subcode=None,
+            fbtrace_id=None,
+            attempts=0,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,14 +448,14 @@ class GraphDelivery:
         where = f"pixel {target.pixel_id} (destination {target.name})"
         settings = f"destinations.{target.name}"
         if sent.exhausted:
-            reason = REASON_RETRIES_EXHAUSTED
+            reason = reasons.RETRIES_EXHAUSTED
             message = (
                 f"{where}: gave up after {_attempts(sent.attempts)} in {sent.elapsed:.1f}s "
                 f"(graph.max_retry_seconds={self._graph.max_retry_seconds:g}); "
                 f"last error: {error.describe()}; redrive the dead letters once Meta recovers"
             )
         elif error.kind is ErrorKind.INVALID_TOKEN:
-            reason = REASON_INVALID_TOKEN
+            reason = reasons.INVALID_TOKEN
             fix = (
                 f"check {settings}.app_secret (it must belong to the app that issued the token)"
                 if APPSECRET_PROOF_MARKER in error.message
@@ -458,20 +466,20 @@ class GraphDelivery:
                 f"{error.message}; {fix}"
             )
         elif error.kind is ErrorKind.PERMISSION:
-            reason = REASON_PERMISSION_DENIED
+            reason = reasons.PERMISSION_DENIED
             message = (
                 f"access token for {where} may not send events to it ({_codes(error)}): "
                 f"{error.message}; check {settings}.pixel_id and give the token's system user "
                 "access to that pixel (dataset)"
             )
         elif error.kind is ErrorKind.INVALID_PARAMETER:
-            reason = REASON_INVALID_PARAMETER
+            reason = reasons.INVALID_PARAMETER
             message = (
                 f"Meta rejected this event for {where} ({_codes(error)}): {_user_detail(error)}; "
                 "fix the event at its source or the destination's mapping settings"
             )
         else:
-            reason = REASON_GRAPH_REJECTED
+            reason = reasons.GRAPH_REJECTED
             message = f"Meta rejected the request for {where}: {error.describe()}"
         return reason, message
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker import reasons
 from worker.capi.contract import app_data_problem
-from worker.mapping import reasons
 from worker.mapping.errors import InvalidEvent
 
 EXTINFO_VERSIONS: dict[str, str] = {

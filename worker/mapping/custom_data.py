@@ -24,7 +24,7 @@ import hashlib
 import math
 from typing import Any
 
-from worker.mapping import reasons
+from worker import reasons
 from worker.mapping.currencies import CURRENCY_CODES
 from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.paths import first_present, get_path

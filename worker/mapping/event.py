@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from worker import reasons
 from worker.capi.contract import validate_event
 from worker.capi.rules import (
     ACTION_SOURCES,
@@ -27,7 +28,6 @@ from worker.capi.rules import (
     max_event_age_days,
 )
 from worker.config import DestinationSettings
-from worker.mapping import reasons
 from worker.mapping.app_data import advertising_id, build_app_data
 from worker.mapping.consent import has_consent
 from worker.mapping.custom_data import build_custom_data

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.mapping import reasons
+from worker import reasons
 from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.plan import DestinationPlan
 

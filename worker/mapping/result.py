@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from worker.reasons import REGISTRY, Stage
+
 
 @dataclass(frozen=True, slots=True)
 class Mapped:
@@ -27,14 +29,16 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
-    """Cannot be sent: `reason` is a stable snake_case code, `message` says what to fix.
-
-    `stage` is where it was found: `decode`, `route` or `map`.
-    """
+    """Cannot be sent: `reason` is a code of `worker.reasons`, `message` says what to fix."""
 
     reason: str
     message: str
-    stage: str = "map"
+
+    @property
+    def stage(self) -> Stage:
+        """Where it was found (`decode`, `route` or `map`), as the registry says."""
+        registered = REGISTRY.get(self.reason)
+        return registered.stage if registered is not None else Stage.MAP
 
 
 MapResult = Mapped | Skipped | Invalid

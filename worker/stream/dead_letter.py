@@ -23,7 +23,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from worker import reasons
+from worker.capi.delivery import EventFailure
+from worker.config import DestinationSettings
 from worker.decode import read_record_headers
+from worker.mapping.result import Invalid
 from worker.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,7 @@ NOTHING_OMITTED: frozenset[str] = frozenset()
 @dataclass(frozen=True, slots=True)
 class DeadLetterReason:
     stage: str  # decode | route | map | deliver
-    reason: str  # stable snake_case code
+    reason: str  # a code of `worker.reasons`
     message: str  # what is wrong and what to fix; never a token or unhashed personal data
     destination: str | None = None
     pixel_id: str | None = None
@@ -57,6 +61,36 @@ class DeadLetterReason:
     graph_subcode: int | None = None
     fbtrace_id: str | None = None
     attempts: int = 0
+
+    @classmethod
+    def of_invalid(
+        cls, invalid: Invalid, destination: DestinationSettings | None
+    ) -> DeadLetterReason:
+        """A record that cannot be decoded (no destination), routed or mapped."""
+        return cls(
+            stage=invalid.stage,
+            reason=invalid.reason,
+            message=invalid.message,
+            destination=destination.name if destination else None,
+            pixel_id=destination.pixel_id if destination else None,
+        )
+
+    @classmethod
+    def of_failure(
+        cls, failure: EventFailure, destination: DestinationSettings
+    ) -> DeadLetterReason:
+        """An event the Graph API did not take."""
+        return cls(
+            stage=reasons.stage_of(failure.reason),
+            reason=failure.reason,
+            message=failure.message,
+            destination=destination.name,
+            pixel_id=destination.pixel_id,
+            graph_code=failure.graph_code,
+            graph_subcode=failure.graph_subcode,
+            fbtrace_id=failure.fbtrace_id,
+            attempts=failure.attempts,
+        )
 
 
 Headers = list[tuple[str, str | bytes | None]]

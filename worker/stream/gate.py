@@ -9,6 +9,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 
 class RecordGate(Protocol):
+    skip_reason: str  # the code a record left out by `admit` is counted as skipped under
+
     def consumer_settings(self) -> dict[str, Any]:
         """librdkafka settings this gate needs (e.g. partition EOF events)."""
         ...

@@ -9,13 +9,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from worker.capi.delivery import REASON_INVALID_TOKEN, REASON_PERMISSION_DENIED
+from worker import reasons
 from worker.capi.graph_errors import ErrorKind
 from worker.config import DestinationSettings
 from worker.telemetry import metrics
 
 RETRIED_KINDS = (ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
-AUTH_REASONS = (REASON_INVALID_TOKEN, REASON_PERMISSION_DENIED)
+AUTH_REASONS = (reasons.INVALID_TOKEN, reasons.PERMISSION_DENIED)
 
 
 @dataclass
@@ -41,7 +41,7 @@ class WorkerStats:
             for kind in RETRIED_KINDS:
                 metrics.GRAPH_RETRIES.labels(name, kind.name.lower())
             for reason in AUTH_REASONS:
-                metrics.EVENTS_DEAD_LETTERED.labels(name, "deliver", reason)
+                metrics.EVENTS_DEAD_LETTERED.labels(name, reasons.stage_of(reason), reason)
 
     def count_consumed(self, topic: str, records: int) -> None:
         self.consumed += records

@@ -104,10 +104,6 @@ class OffsetLedger:
     def owned(self) -> list[TopicPartitionKey]:
         return list(self._partitions)
 
-    @property
-    def pending_records(self) -> int:
-        return sum(w.pending for w in self._partitions.values())
-
     def positions_to_commit(
         self, keys: list[TopicPartitionKey] | None = None
     ) -> dict[TopicPartitionKey, int]:

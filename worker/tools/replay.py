@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from worker import reasons
 from worker.config import Settings
 from worker.decode import build_decoder, read_headers
 from worker.destination_set import DestinationSet
@@ -37,7 +38,6 @@ from worker.pipeline import NOT_ROUTED, decode_record, map_routed
 from worker.stream.runner import Worker
 
 PartitionKey = tuple[str, int]
-OUTSIDE_WINDOW = "outside_replay_window"
 
 
 @dataclass
@@ -49,6 +49,7 @@ class ReplayGate:
     began_ms: int  # when the replay started: records written later are live traffic
     end_offsets: dict[PartitionKey, int]  # snapshot at start
     complete: set[PartitionKey] = field(default_factory=set)
+    skip_reason: str = reasons.OUTSIDE_REPLAY_WINDOW
 
     def consumer_settings(self) -> dict[str, Any]:
         return {"enable.partition.eof": True}
@@ -179,7 +180,7 @@ def dry_run(settings: Settings, gate: ReplayGate, console: Console) -> Counter[s
                     continue
                 counts["records"] += 1
                 if not gate.admit(message):
-                    counts[f"skipped · {OUTSIDE_WINDOW}"] += 1
+                    counts[f"skipped · {reasons.OUTSIDE_REPLAY_WINDOW}"] += 1
                     continue
                 _count_outcomes(counts, destinations, decoder, message, now)
     finally:
