@@ -4,6 +4,7 @@
   configuration writer, `capi-worker run` as a subprocess, `wait_until`, sample events.
 - `tests.support.rig`: `WorkerRig`, the topics, configuration and worker processes of one test.
 - `tests.support.builders`: events and destination settings for the pure (unit) tests.
+- `tests.support.http`: `local_get`, a GET to a port of this machine (health, metrics).
 
 Fixtures (the session's broker, unique topics, the Graph API emulator) are in tests/conftest.py.
 """
