@@ -178,3 +178,22 @@ def test_bench_quick_prints_the_figures_and_writes_them_as_json(tmp_path: Path) 
     assert details["exit_codes"] == [0]
     assert "mapping stage, 1 core" in result.stdout and "end to end, 1 worker" in result.stdout
     assert "latency" not in report and "scaling" not in report
+
+
+def test_the_soak_is_a_part_of_capi_worker_bench_and_its_accounting_holds(tmp_path: Path) -> None:
+    """`capi-worker bench --only soak` (what `make soak` runs): a tiny soak, checked record by
+    record by the soak itself."""
+    out = tmp_path / "soak.json"
+    result = subprocess.run(
+        [*CLI, "bench", "--only", "soak", "--events", "2000", "--no-faults", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "accounting holds" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["accounting_holds"] is True and report["failures"] == []
+    assert report["settings"]["events"] == report["produced_records"] == 2000
+    assert report["settings"]["faults"] is False
+    assert report["worker_exit_code"] == 0

@@ -25,6 +25,7 @@ from tests.hostile.rig import (
     schema_registry,
 )
 from tests.kafka_helpers import produce, read_all
+from tests.support.avro import encode_confluent
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
@@ -32,7 +33,7 @@ from tests.support.worker import (
     wait_until,
 )
 from worker.config import DEFAULT_AVRO_SCHEMA
-from worker.decode import encode_confluent, load_avro_schema
+from worker.decode import load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import iso, sample_event

@@ -20,6 +20,7 @@ from tests.kafka_helpers import (
     produce,
     read_all,
 )
+from tests.support.dead_letters import dead_letter_headers
 from tests.support.rig import WorkerRig
 from tests.support.worker import (
     BLOG_PIXEL,
@@ -34,7 +35,7 @@ from tests.support.worker import (
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import sample_event, stale_event
-from worker.stream.dead_letter import DeadLetterReason, dead_letter_headers
+from worker.stream.dead_letter import DeadLetterReason
 
 DLQ = "capi.dlq."
 REPO = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tests.kafka_helpers import committed_offsets, produce, read_all
+from tests.support.avro import encode_avro
 from tests.support.http import local_get
 from tests.support.rig import WorkerRig
 from tests.support.worker import (
@@ -22,7 +23,7 @@ from tests.support.worker import (
     wait_until,
 )
 from worker.config import DEFAULT_AVRO_SCHEMA
-from worker.decode import encode_avro, load_avro_schema
+from worker.decode import load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import bad_revenue_event, sample_event, stale_event

@@ -54,11 +54,12 @@ def test_linger_releases_a_partial_batch() -> None:
     batcher = PixelBatcher(max_events=1000, max_bytes=10_000, linger_seconds=0.2, clock=clock)
     batcher.add(_destination("shop"), *_event())
     assert batcher.due() == []
-    assert batcher.next_due_in() == 0.2
+    clock.now = 0.19
+    assert batcher.due() == []  # due 0.2 s after it opened, not sooner
     clock.now = 0.25
     [ready] = batcher.due()
     assert len(ready) == 1
-    assert batcher.next_due_in() is None
+    assert batcher.drain() == []  # nothing left open
 
 
 def test_drain_returns_every_open_batch() -> None:
@@ -81,6 +82,17 @@ def test_a_batch_holds_its_events_serialised_back_to_back() -> None:
     assert ready.encoded.body(0, 3, b"]}") == b'{"data":[{"a":1},{"b":2},{"c":3}]}'
     assert ready.encoded.body(1, 2, b"]}") == b'{"data":[{"b":2}]}'
     assert [ready.encoded.event(i) for i in range(3)] == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
+
+
+def test_cut_closes_the_open_batches_of_the_named_destinations_only() -> None:
+    batcher = PixelBatcher(max_events=10, max_bytes=10_000, linger_seconds=60, clock=FakeClock())
+    shop, blog = _destination("shop"), _destination("blog")
+    batcher.add(shop, *_event())
+    batcher.add(blog, *_event())
+    [cut] = batcher.cut(["shop", "gone"])
+    assert cut.destination is shop and len(cut) == 1
+    assert batcher.buffered_events == 1
+    assert [b.destination for b in batcher.drain()] == [blog]
 
 
 def test_events_with_their_own_test_event_code_are_batched_apart() -> None:

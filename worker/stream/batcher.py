@@ -10,7 +10,7 @@ record, not a tree of Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from worker.capi.delivery import EncodedEvents
@@ -92,11 +92,11 @@ class PixelBatcher:
         names = [name for name, batch in self._open.items() if batch.opened_at <= deadline]
         return [self._close(name) for name in names]
 
-    def next_due_in(self) -> float | None:
-        if not self._open:
-            return None
-        oldest = min(batch.opened_at for batch in self._open.values())
-        return max(0.0, oldest + self._linger - self._clock())
+    def cut(self, names: Iterable[str]) -> list[Batch]:
+        """The open batches of these destinations, regardless of linger (a reload replaced or
+        removed them)."""
+        wanted = set(names)
+        return [self._close(key) for key in list(self._open) if key[0] in wanted]
 
     def drain(self) -> list[Batch]:
         """Every open batch, regardless of linger (revoke, shutdown)."""

@@ -74,3 +74,10 @@ LAST_COMMIT_TIMESTAMP = Gauge(
 POLL_LOOP_TIMESTAMP = Gauge(
     "capi_poll_loop_timestamp_seconds", "Unix time the poll loop last turned (liveness)"
 )
+DESTINATIONS = Gauge("capi_destinations", "Destinations (pixels) in the running configuration")
+CONFIG_RELOADS = Counter(
+    "capi_config_reloads",
+    "Reloads of the destinations (SIGHUP or interval), by result: applied or refused (the "
+    "previous destinations keep running)",
+    ["result"],
+)
