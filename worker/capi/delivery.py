@@ -30,10 +30,11 @@ import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from worker import reasons
@@ -47,13 +48,47 @@ from worker.capi.graph_errors import (
 from worker.capi.rules import MAX_EVENTS_PER_REQUEST
 from worker.telemetry import metrics
 
-if TYPE_CHECKING:  # settings are read, never built here: capi sits below worker.config
-    from worker.config import DestinationSettings, GraphSettings
-
 log = logging.getLogger(__name__)
 
 _BODY_PREFIX = b'{"data":['
 _MAX_EXPONENT = 30  # 2**30 * any sane initial backoff is far past any max_backoff_seconds
+
+
+class DestinationSettings(Protocol):
+    """What the client reads of a destination (`worker.config.DestinationSettings`): capi sits
+    below the settings layer, so it names the fields it needs instead of importing them."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pixel_id(self) -> str: ...
+    @property
+    def access_token(self) -> SecretStr: ...
+    @property
+    def app_secret(self) -> SecretStr | None: ...
+    @property
+    def api_version(self) -> str | None: ...
+    @property
+    def test_event_code(self) -> str | None: ...
+
+
+class GraphSettings(Protocol):
+    """What the client reads of `graph.*` (`worker.config.GraphSettings`)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def max_retry_seconds(self) -> float: ...
+    @property
+    def initial_backoff_seconds(self) -> float: ...
+    @property
+    def max_backoff_seconds(self) -> float: ...
+    @property
+    def max_concurrent_requests(self) -> int: ...
 
 
 Sleep = Callable[[float], Awaitable[Any]]
