@@ -269,6 +269,9 @@ class MetricsSettings(StrictModel):
     port: int = Field(default=9100, ge=0, le=65535)
     # /livez fails when the poll loop has not turned for this long.
     liveness_timeout_seconds: float = Field(default=60.0, gt=0)
+    # false: every series carries destination="*" (and pixel_id="*") instead of one series per
+    # destination, for tenants with thousands of pixels (cardinality).
+    destination_labels: bool = True
 
 
 class LoggingSettings(StrictModel):

@@ -77,6 +77,7 @@ class Worker:
         self.settings = settings
         self._gate = gate
         self._on_health_port = on_health_port  # told the bound port (the supervisor's children)
+        metrics.label_destinations(settings.metrics.destination_labels)
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._kafka = KafkaThread()
