@@ -30,13 +30,10 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/capi-worker/bin/pip install --no-index --find-links=/wheels capi-worker \
  && /opt/capi-worker/bin/pip uninstall --yes pip setuptools
 
-# worker/config.py resolves the default Avro schema (decoding.avro_schema) as
-# Path(worker.__file__).parent.parent / "schemas": <site-packages>/schemas once installed, and
-# the wheel does not carry schemas/. Put them there, asking the installed package for the path,
-# and fail the build if the default schema still does not resolve. (-I: import the installed
-# package, not /src/worker from the working directory.)
-COPY schemas/ /src/schemas/
-RUN /opt/capi-worker/bin/python -I -c "import shutil, worker.config as c; shutil.copytree('/src/schemas', c.REPO_SCHEMAS, dirs_exist_ok=True); assert c.DEFAULT_AVRO_SCHEMA.is_file(), c.DEFAULT_AVRO_SCHEMA" \
+# The default Avro schema (decoding.avro_schema) is package data of the wheel: fail the build
+# if the installed package does not find it. (-I: import the installed package, not
+# /src/worker from the working directory.)
+RUN /opt/capi-worker/bin/python -I -c "import worker.config as c; assert c.DEFAULT_AVRO_SCHEMA.is_file(), c.DEFAULT_AVRO_SCHEMA" \
  && /opt/capi-worker/bin/capi-worker --help > /dev/null
 
 # --------------------------------------------------------------------------- final

@@ -73,9 +73,9 @@ emulator: $(STAMP)
 	$(BIN)/capi-worker graph-emulator --port 8089 --token 1234567890=local-token
 
 # Soak benchmark (not part of `make test`): 1,000,000 events with 1% poison and Graph faults,
-# several minutes; `make soak SOAK_ARGS="--events 200000"` for a shorter one. See bench/soak.py.
+# several minutes; `make soak SOAK_ARGS="--events 200000"` for a shorter one. See worker/bench/soak.py.
 soak: install
-	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+	$(BIN)/capi-worker bench --only soak $(SOAK_ARGS)
 
 # Throughput and latency figures (not part of `make test`): mapping stage, end to end (500k
 # events), scaling (1 and 2 worker processes), latency (5k events/s for 60 s); 3 runs each,

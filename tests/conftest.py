@@ -75,3 +75,12 @@ def graph(emulator: RunningEmulator) -> EmulatorClient:
     client = EmulatorClient(emulator.url)
     client.reset()
     return client
+
+
+@pytest.fixture
+def client(emulator: RunningEmulator) -> Iterator[EmulatorClient]:
+    """Like `graph`, and emptied again after the test."""
+    client = EmulatorClient(emulator.url)
+    client.reset()
+    yield client
+    client.reset()

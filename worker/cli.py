@@ -43,16 +43,22 @@ def _load(path: str) -> Settings:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    import signal
+    from pathlib import Path
+
+    from worker.stream.destination_reload import ReloadSource
     from worker.stream.supervisor import run_supervisor, run_worker
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker listens: reload, not exit
     settings = _load(args.config)
     level = args.log_level or settings.logging.level
     log_format = args.log_format or settings.logging.format
     configure_logging(level, log_format)
     logging.getLogger(__name__).info("%s", mapping_line())
+    config_path = Path(args.config)
     if args.processes > 1:
-        return run_supervisor(settings, args.processes, level, log_format)
-    return run_worker(settings)
+        return run_supervisor(settings, args.processes, level, log_format, config_path)
+    return run_worker(settings, reload_from=ReloadSource(config_path, settings))
 
 
 def _at_least_one(text: str) -> int:

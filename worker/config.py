@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +29,10 @@ from pydantic import (
 from worker.capi.rules import MAX_EVENTS_PER_REQUEST, ActionSource
 from worker.reasons import BREAKER_IGNORED_REASONS
 
-REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
-DEFAULT_AVRO_SCHEMA = REPO_SCHEMAS / "segment_event.avsc"
+# Shipped inside the package (package data; the repository's schemas/ links to it), so an
+# installed worker finds it wherever it is installed.
+PACKAGE_SCHEMAS = Path(str(resources.files("worker") / "schemas"))
+DEFAULT_AVRO_SCHEMA = PACKAGE_SCHEMAS / "segment_event.avsc"
 
 # RudderStack's default list of PII properties that never reach custom_data unhashed.
 DEFAULT_PII_DENYLIST: tuple[str, ...] = (
@@ -266,6 +269,9 @@ class MetricsSettings(StrictModel):
     port: int = Field(default=9100, ge=0, le=65535)
     # /livez fails when the poll loop has not turned for this long.
     liveness_timeout_seconds: float = Field(default=60.0, gt=0)
+    # false: every series carries destination="*" (and pixel_id="*") instead of one series per
+    # destination, for tenants with thousands of pixels (cardinality).
+    destination_labels: bool = True
 
 
 class LoggingSettings(StrictModel):
@@ -296,6 +302,9 @@ class MappingSettings(StrictModel):
 class RuntimeSettings(StrictModel):
     shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
     revoke_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Destinations (inline, destinations_dir, token files) are reloaded on SIGHUP and checked
+    # for changes this often; 0: on SIGHUP only.
+    reload_interval_seconds: float = Field(default=30.0, ge=0)
 
 
 class Settings(StrictModel):

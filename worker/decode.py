@@ -81,7 +81,8 @@ def _parse_schema(raw: Any) -> dict[str, Any]:
     return parsed
 
 
-def _as_parsed_schema(schema: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+def parse_avro_schema(schema: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    """A parsed Avro record schema from a path, a raw schema or an already parsed one."""
     if isinstance(schema, str | os.PathLike):
         return load_avro_schema(schema)
     # parse_schema returns an already parsed schema as is, so this is cheap in a loop.
@@ -165,7 +166,7 @@ def _read_avro(value: bytes, schema: dict[str, Any], offset: int) -> dict[str, A
 
 def make_avro_decoder(schema: Mapping[str, Any] | str | os.PathLike[str]) -> Decoder:
     """Decoder of schemaless Avro data written with `schema` (parsed once here)."""
-    parsed = _as_parsed_schema(schema)
+    parsed = parse_avro_schema(schema)
 
     def decode_avro(value: bytes | None) -> dict[str, Any]:
         if not value:
@@ -206,7 +207,6 @@ class SchemaRegistryClient:
         self.unknown_id_ttl = unknown_id_ttl
         self.schemas: dict[int, dict[str, Any]] = {}
         self._unknown_until: dict[int, float] = {}
-        self.fetches = 0
 
     def get(self, schema_id: int) -> dict[str, Any]:
         schema = self.schemas.get(schema_id)
@@ -225,7 +225,6 @@ class SchemaRegistryClient:
         request = urllib.request.Request(
             f"{self.url}/schemas/ids/{schema_id}", headers=self._headers
         )
-        self.fetches += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()
@@ -408,46 +407,3 @@ def read_headers(message: Any) -> list[Header] | None:
     none. Never raises: use it instead of `message.headers()`."""
     headers, _ = read_record_headers(message)
     return headers or None
-
-
-# --------------------------------------------------------------------------- encoders
-
-
-def _avro_record(event: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: (
-            orjson.dumps(value).decode()
-            if key in JSON_STRING_FIELDS and isinstance(value, dict | list)
-            else value
-        )
-        for key, value in event.items()
-    }
-
-
-def encode_avro(
-    event: Mapping[str, Any], schema: Mapping[str, Any] | str | os.PathLike[str]
-) -> bytes:
-    """Schemaless Avro datum of a JSON-shaped event (JSON-string fields are encoded).
-
-    `schema` is a parsed schema (`load_avro_schema`), a raw schema dict or a path. Pass a
-    parsed schema in loops. Keys the schema does not know are dropped.
-    """
-    parsed = _as_parsed_schema(schema)
-    buffer = BytesIO()
-    fastavro.schemaless_writer(buffer, parsed, _avro_record(event))
-    return buffer.getvalue()
-
-
-def encode_confluent(
-    event: Mapping[str, Any],
-    schema_id: int,
-    schema: Mapping[str, Any] | str | os.PathLike[str],
-) -> bytes:
-    """Confluent wire format: magic byte 0, big-endian schema id, schemaless Avro datum."""
-    if not 0 <= schema_id < 2**32:
-        raise ValueError(f"schema id {schema_id} does not fit in 4 bytes")
-    parsed = _as_parsed_schema(schema)
-    buffer = BytesIO()
-    buffer.write(bytes((CONFLUENT_MAGIC,)) + schema_id.to_bytes(4, "big"))
-    fastavro.schemaless_writer(buffer, parsed, _avro_record(event))
-    return buffer.getvalue()

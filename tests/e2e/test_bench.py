@@ -178,3 +178,45 @@ def test_bench_quick_prints_the_figures_and_writes_them_as_json(tmp_path: Path) 
     assert details["exit_codes"] == [0]
     assert "mapping stage, 1 core" in result.stdout and "end to end, 1 worker" in result.stdout
     assert "latency" not in report and "scaling" not in report
+
+
+def test_the_destinations_part_measures_each_size_in_its_own_process(tmp_path: Path) -> None:
+    from worker.bench import destinations
+
+    values = [record.value for record in Corpus(300, seed=3, now=NOW).records()]
+    section, problems = destinations.run_part(values, NOW, tmp_path, runs=1, sizes=(1, 200))
+    assert problems == []
+    one, many = section["sizes"]
+    assert (one["destinations"], many["destinations"]) == (1, 200)
+    for size in (one, many):
+        for part in ("mapping", "transform"):
+            assert _positive(size[part]["events_per_cpu_second"]), (size["destinations"], part)
+            assert size[part]["peak_rss_mb"] > 0
+    assert one["mapping"]["ratio"] == 1.0 and one["mapping"]["rss_growth_mb"] == 0
+    assert many["mapping"]["ratio"] > 0 and many["transform"]["ratio"] > 0
+    # Every event is routed to exactly one destination at every size: the same outcomes.
+    assert one["mapping"]["outcomes"] == many["mapping"]["outcomes"]
+    assert one["mapping"]["outcomes"]["mapped"] == 297
+    assert one["transform"]["output_lines"] == many["transform"]["output_lines"] > 0
+    assert section["targets"]["at_destinations"] == 200
+    config = (tmp_path / "destinations-200.yaml").read_text()
+    assert config.count("source_ids:") == 200
+
+
+def test_the_soak_is_a_part_of_capi_worker_bench_and_its_accounting_holds(tmp_path: Path) -> None:
+    """`capi-worker bench --only soak` (what `make soak` runs): a tiny soak, checked record by
+    record by the soak itself."""
+    out = tmp_path / "soak.json"
+    result = subprocess.run(
+        [*CLI, "bench", "--only", "soak", "--events", "2000", "--no-faults", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "accounting holds" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["accounting_holds"] is True and report["failures"] == []
+    assert report["settings"]["events"] == report["produced_records"] == 2000
+    assert report["settings"]["faults"] is False
+    assert report["worker_exit_code"] == 0

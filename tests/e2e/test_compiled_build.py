@@ -9,7 +9,6 @@ import copy
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from tests.golden.runner import KAFKA_SECTION, load_cases
+from tests.support.package import copy_sources
 from worker.bench.corpus import Corpus
 from worker.bench.mapping_stage import bench_settings
 from worker.compiled import COMPILED, PURE_PYTHON_ENV, mapping_build
@@ -282,15 +282,7 @@ def test_run_logs_which_mapping_build_it_runs_at_start_up(tmp_path: Path) -> Non
 def test_install_without_a_c_compiler_gives_the_pure_package_and_a_warning(
     tmp_path: Path,
 ) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy2(REPO_ROOT / name, source / name)
-    shutil.copytree(
-        REPO_ROOT / "worker",
-        source / "worker",
-        ignore=shutil.ignore_patterns("*.so", "__pycache__", "_compiled.json"),
-    )
+    source = copy_sources(tmp_path / "src")
     env = {key: value for key, value in os.environ.items() if key != "CAPI_WORKER_COMPILE"}
     env["CC"] = "/bin/false"  # a compiler that fails every call: as good as none
     done = subprocess.run(

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from tests.kafka_helpers import Record
+from tests.support.rig import WorkerRig
 from tests.support.worker import BLOG_PIXEL, BLOG_TOKEN, SHOP_PIXEL, SHOP_TOKEN, merged
 from tests.support.worker import write_config as support_write_config
 
@@ -38,6 +39,12 @@ def write_config(path: Path, *, extra: Mapping[str, Any] | None = None, **topics
         extra=merged({"circuit_breaker": {"enabled": False}}, extra or {}),
         **topics,
     )
+
+
+class HostileRig(WorkerRig):
+    """`WorkerRig` with this suite's configuration defaults (`write_config` above)."""
+
+    write_config = staticmethod(write_config)
 
 
 class Worker:

@@ -17,14 +17,15 @@ import pytest
 
 from tests.hostile.rig import (
     RAW_LIBRDKAFKA,
+    HostileRig,
     Worker,
     dlq_headers,
     event_ids,
     produce_raw_headers,
     schema_registry,
-    write_config,
 )
-from tests.kafka_helpers import all_committed, produce, read_all, unique_topic
+from tests.kafka_helpers import produce, read_all
+from tests.support.avro import encode_confluent
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
@@ -32,7 +33,7 @@ from tests.support.worker import (
     wait_until,
 )
 from worker.config import DEFAULT_AVRO_SCHEMA
-from worker.decode import encode_confluent, load_avro_schema
+from worker.decode import load_avro_schema
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import iso, sample_event
@@ -218,18 +219,10 @@ def test_hostile_records_are_dead_lettered_with_precise_reasons_and_the_worker_k
         raw_offset = s.bad_raw(b"\xff not json", [(b"\xff\xfe", b"x"), (b"ok", b"y")])
     s.good(20, "tail")
 
-    bootstrap = kafka_broker.bootstrap_servers
-    source, dlq, group = unique_topic("hostile"), unique_topic("hostile-dlq"), unique_topic("g")
-    kafka_broker.create_topics({source: 1, dlq: 1})
+    rig = HostileRig(kafka_broker, emulator.url, tmp_path, partitions=1)
+    bootstrap, source, dlq = rig.bootstrap, rig.source, rig.dead_letters
     s.produce(bootstrap, source)
-    config = write_config(
-        tmp_path / "worker.yaml",
-        bootstrap=bootstrap,
-        graph_url=emulator.url,
-        source_topic=source,
-        dead_letter_topic=dlq,
-        group_id=group,
-    )
+    config = rig.config()
     worker = Worker(config, tmp_path)
     try:
 
@@ -239,9 +232,7 @@ def test_hostile_records_are_dead_lettered_with_precise_reasons_and_the_worker_k
             return all(event_ids(received, pixel) >= s.delivered for pixel in BOTH)
 
         wait_until(delivered, 180, "every good event at both pixels", worker.output)
-        wait_until(
-            lambda: all_committed(bootstrap, group, source), 60, "commits to the end", worker.output
-        )
+        wait_until(rig.all_committed, 60, "commits to the end", worker.output)
         received = graph.received()
         for pixel in BOTH:
             assert event_ids(received, pixel) == s.delivered, "nothing else reached Meta"
@@ -300,21 +291,14 @@ def test_hostile_records_are_dead_lettered_with_precise_reasons_and_the_worker_k
 def test_a_valid_event_with_a_header_key_that_is_not_utf8_is_still_delivered(
     kafka_broker: Any, emulator: RunningEmulator, graph: EmulatorClient, tmp_path: Path
 ) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    source, dlq, group = unique_topic("rawkey"), unique_topic("rawkey-dlq"), unique_topic("g")
-    kafka_broker.create_topics({source: 1, dlq: 1})
+    rig = HostileRig(kafka_broker, emulator.url, tmp_path, partitions=1)
+    bootstrap, source = rig.bootstrap, rig.source
     now = time.time()
     odd = event(3, now, "rawkey")
     produce(bootstrap, source, valid_events(5, "before", now), partition=0)
     produce_raw_headers(bootstrap, source, 0, orjson.dumps(odd), [(b"\xff\xfe", b"x")])
     produce(bootstrap, source, valid_events(5, "after", now), partition=0)
-    config = write_config(
-        tmp_path / "worker.yaml",
-        bootstrap=bootstrap,
-        graph_url=emulator.url,
-        source_topic=source,
-        dead_letter_topic=dlq,
-        group_id=group,
+    config = rig.config(
         extra={
             "destinations": [{"name": "shop", "pixel_id": SHOP_PIXEL, "access_token": "shop-token"}]
         },
@@ -327,7 +311,7 @@ def test_a_valid_event_with_a_header_key_that_is_not_utf8_is_still_delivered(
             return "rawkey-3" in event_ids(graph.received(SHOP_PIXEL), SHOP_PIXEL)
 
         wait_until(delivered, 90, "the event with a binary header key", worker.output)
-        wait_until(lambda: all_committed(bootstrap, group, source), 60, "commits", worker.output)
+        wait_until(rig.all_committed, 60, "commits", worker.output)
         assert len(event_ids(graph.received(SHOP_PIXEL), SHOP_PIXEL)) == 11
         assert worker.terminate() == 0
     finally:
@@ -356,18 +340,11 @@ def test_avro_with_an_unknown_schema_id_is_dead_lettered_and_known_ids_flow(
     records: list[bytes] = list(values)
     for offset in sorted(hostile):
         records.insert(offset, hostile[offset][0])
-    bootstrap = kafka_broker.bootstrap_servers
-    source, dlq, group = unique_topic("avro"), unique_topic("avro-dlq"), unique_topic("g")
-    kafka_broker.create_topics({source: 1, dlq: 1})
+    rig = HostileRig(kafka_broker, emulator.url, tmp_path, partitions=1)
+    bootstrap, source, dlq = rig.bootstrap, rig.source, rig.dead_letters
     produce(bootstrap, source, records, partition=0)
     with schema_registry({1: raw_schema}) as registry_url:
-        config = write_config(
-            tmp_path / "worker.yaml",
-            bootstrap=bootstrap,
-            graph_url=emulator.url,
-            source_topic=source,
-            dead_letter_topic=dlq,
-            group_id=group,
+        config = rig.config(
             extra={"decoding": {"format": "avro-confluent", "schema_registry_url": registry_url}},
         )
         worker = Worker(config, tmp_path)
@@ -380,9 +357,7 @@ def test_avro_with_an_unknown_schema_id_is_dead_lettered_and_known_ids_flow(
                 return all(event_ids(received, pixel) >= expected for pixel in BOTH)
 
             wait_until(delivered, 120, "the Avro events at both pixels", worker.output)
-            wait_until(
-                lambda: all_committed(bootstrap, group, source), 60, "commits", worker.output
-            )
+            wait_until(rig.all_committed, 60, "commits", worker.output)
             dead = read_all(bootstrap, dlq)
             got = {
                 int(h["capi.dlq.source_offset"]): (h["capi.dlq.stage"], h["capi.dlq.reason"])

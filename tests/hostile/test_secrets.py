@@ -24,8 +24,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.hostile.rig import Worker, dlq_headers, event_ids, write_config
-from tests.kafka_helpers import all_committed, produce, read_all, unique_topic
+from tests.hostile.rig import HostileRig, Worker, dlq_headers, event_ids
+from tests.kafka_helpers import produce, read_all
 from tests.support.worker import BLOG_PIXEL, SHOP_PIXEL, wait_until
 from worker.sandbox.broker import free_port
 from worker.sandbox.graph_emulator import RunningEmulator, create_app
@@ -135,18 +135,11 @@ def test_no_token_secret_password_or_personal_data_in_logs_headers_metrics_or_ur
     for index, (value, _, _) in enumerate(poison):
         records.insert(3 * index + 1, value)
 
-    bootstrap = kafka_broker.bootstrap_servers
-    source, dlq, group = unique_topic("pii"), unique_topic("pii-dlq"), unique_topic("g")
-    kafka_broker.create_topics({source: 2, dlq: 1})
+    rig = HostileRig(kafka_broker, running.url, tmp_path, partitions=2)
+    bootstrap, source, dlq = rig.bootstrap, rig.source, rig.dead_letters
     produce(bootstrap, source, records)
     port = free_port()
-    config = write_config(
-        tmp_path / "worker.yaml",
-        bootstrap=bootstrap,
-        graph_url=running.url,
-        source_topic=source,
-        dead_letter_topic=dlq,
-        group_id=group,
+    config = rig.config(
         extra={
             # librdkafka keeps SASL settings without security.protocol SASL_* (it only warns),
             # so the password is really handed to the client. `debug: conf` makes librdkafka
@@ -181,7 +174,7 @@ def test_no_token_secret_password_or_personal_data_in_logs_headers_metrics_or_ur
             return event_ids(running_received(running), SHOP_PIXEL) >= expected
 
         wait_until(delivered, 120, "the good events at the shop pixel", worker.output)
-        wait_until(lambda: all_committed(bootstrap, group, source), 60, "commits", worker.output)
+        wait_until(rig.all_committed, 60, "commits", worker.output)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             metrics = reply.read().decode()
         assert worker.terminate() == 0

@@ -20,6 +20,7 @@ from tests.kafka_helpers import (
     produce,
     read_all,
 )
+from tests.support.dead_letters import dead_letter_headers
 from tests.support.rig import WorkerRig
 from tests.support.worker import (
     BLOG_PIXEL,
@@ -27,14 +28,14 @@ from tests.support.worker import (
     SHOP_PIXEL,
     SHOP_TOKEN,
     WorkerProcess,
-    unique_events,
+    unique_at,
     valid_events,
     wait_until,
 )
 from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.graph_emulator import RunningEmulator
 from worker.sandbox.sample_events import sample_event, stale_event
-from worker.stream.dead_letter import DeadLetterReason, dead_letter_headers
+from worker.stream.dead_letter import DeadLetterReason
 
 DLQ = "capi.dlq."
 REPO = Path(__file__).resolve().parents[2]
@@ -540,7 +541,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
     first = WorkerProcess(broken, tmp_path / "worker-1.log")
     try:
         wait_until(
-            lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == count,
+            lambda: unique_at(graph, SHOP_PIXEL) == count,
             120,
             "the shop pixel's events",
             first.log,
@@ -549,7 +550,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
         assert first.terminate() == 0
     finally:
         first.stop_quietly()
-    assert unique_events(graph.received(events=False), BLOG_PIXEL) == 0
+    assert unique_at(graph, BLOG_PIXEL) == 0
     stats = {
         (row["stage"], row["reason"]): row["count"]
         for row in dlq.jsonl("stats")
@@ -570,7 +571,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
     second = WorkerProcess(fixed, tmp_path / "worker-2.log")
     try:
         wait_until(
-            lambda: unique_events(graph.received(events=False), BLOG_PIXEL) == count,
+            lambda: unique_at(graph, BLOG_PIXEL) == count,
             120,
             "the redriven events at the fixed pixel",
             second.log,

@@ -58,14 +58,6 @@ def emulator() -> Iterator[RunningEmulator]:
         yield running
 
 
-@pytest.fixture
-def client(emulator: RunningEmulator) -> Iterator[EmulatorClient]:
-    client = EmulatorClient(emulator.url)
-    client.reset()
-    yield client
-    client.reset()
-
-
 def event(event_id: str | None = "order-1", name: str = "Purchase", **overrides: Any) -> Any:
     built: dict[str, Any] = {
         "event_name": name,

@@ -13,7 +13,10 @@ from tests.support.worker import WorkerProcess, wait_until, write_config
 class WorkerRig:
     """A source topic, a dead-letter topic and a consumer group of its own on the session's
     broker; `config()` writes the worker's file for them, `start_worker()` runs
-    `capi-worker run` on it (logs in `tmp_path`), `stop()` kills what is still running."""
+    `capi-worker run` on it (logs in `tmp_path`), `stop()` kills what is still running.
+    A suite with other configuration defaults sets `write_config` (same keywords)."""
+
+    write_config = staticmethod(write_config)
 
     def __init__(
         self,
@@ -40,7 +43,7 @@ class WorkerRig:
 
     def config(self, name: str = "worker.yaml", **settings: Any) -> Path:
         """`write_config` for this rig's topics and group; `settings` as `write_config` takes."""
-        return write_config(
+        return self.write_config(
             self.tmp_path / name,
             bootstrap=self.bootstrap,
             graph_url=self.graph_url,

@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
-from worker.stream.dead_letter import DeadLetterReason, dead_letter_headers, source_timestamp_ms
+from tests.support.dead_letters import dead_letter_headers
+from worker.stream.dead_letter import DeadLetterReason, source_timestamp_ms
 
 
 def _source() -> SimpleNamespace:

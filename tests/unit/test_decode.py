@@ -15,13 +15,12 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.support.avro import encode_avro, encode_confluent
 from worker.config import DEFAULT_AVRO_SCHEMA, DecodingSettings
 from worker.decode import (
     DecodeError,
     SchemaRegistryClient,
     build_decoder,
-    encode_avro,
-    encode_confluent,
     load_avro_schema,
 )
 

@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.support.avro import encode_confluent
 from tests.unit.test_decode import EVENT, SCHEMA_ID, Registry
 from worker.config import DEFAULT_AVRO_SCHEMA, DecodingSettings
-from worker.decode import SchemaNotCached, encode_confluent, load_avro_schema
+from worker.decode import SchemaNotCached, load_avro_schema
 from worker.mapping.result import Invalid
 from worker.stream.decoding import DecodeStage
 

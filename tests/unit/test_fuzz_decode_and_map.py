@@ -14,6 +14,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.avro import encode_avro, encode_confluent
 from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DEFAULT_AVRO_SCHEMA, DestinationSettings
@@ -21,8 +22,6 @@ from worker.decode import (
     DecodeError,
     SchemaRegistryClient,
     decode_json,
-    encode_avro,
-    encode_confluent,
     load_avro_schema,
     make_avro_decoder,
     make_confluent_decoder,

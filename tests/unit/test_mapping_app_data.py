@@ -5,23 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
+from tests.support.builders import NOW
+from tests.support.builders import destination as base_destination
 from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DestinationSettings
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 
-NOW = 1_700_000_000.0
 AD_ID = "38400000-8CF0-11BD-B23E-10B96E40000D"
 
 
 def destination(**settings: Any) -> DestinationSettings:
-    fields: dict[str, Any] = {"default_action_source": "app", **settings}
-    return DestinationSettings(
-        name="app", pixel_id="1234567890", access_token=SecretStr("token"), **fields
-    )
+    return base_destination("app", **{"default_action_source": "app", **settings})
 
 
 def android_context() -> dict[str, Any]:

@@ -7,33 +7,17 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import SecretStr
 
+from tests.support.builders import NOW, destination, track_message
 from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DestinationSettings
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 
-NOW = 1_700_000_000.0
-
-
-def destination(**settings: Any) -> DestinationSettings:
-    return DestinationSettings(
-        name="shop", pixel_id="1234567890", access_token=SecretStr("token"), **settings
-    )
-
 
 def message(event: str = "Coupon Applied", **properties: Any) -> dict[str, Any]:
-    return {
-        "type": "track",
-        "event": event,
-        "messageId": "msg-1",
-        "anonymousId": "anon-1",
-        "timestamp": NOW - 10,
-        "context": {"userAgent": "Mozilla/5.0", "page": {"url": "https://shop.example/"}},
-        "properties": properties,
-    }
+    return track_message(event=event, properties=properties)
 
 
 def custom_data(msg: dict[str, Any], settings: DestinationSettings | None = None) -> dict[str, Any]:

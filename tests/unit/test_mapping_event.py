@@ -10,8 +10,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
+from tests.support.builders import NOW, destination, track_message
 from worker import reasons
 from worker.capi.contract import validate_event
 from worker.capi.rules import ACTION_SOURCES
@@ -20,33 +20,24 @@ from worker.mapping.event import map_event
 from worker.mapping.normalize import normalize_and_hash
 from worker.mapping.result import Invalid, Mapped, Skipped
 
-NOW = 1_700_000_000.0
 DAY = 86_400
 
 
-def destination(**settings: Any) -> DestinationSettings:
-    return DestinationSettings(
-        name="shop", pixel_id="1234567890", access_token=SecretStr("token"), **settings
-    )
-
-
 def message(**fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "track",
-        "event": "Signed Up",
-        "messageId": "msg-1",
-        "anonymousId": "anon-1",
-        "timestamp": "2023-11-14T22:12:20.000Z",  # NOW - 60 s
-        "context": {
-            "ip": "203.0.113.9",
-            "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
-            "page": {"url": "https://shop.example/signup"},
-            "traits": {"email": "jane@example.com"},
-        },
-        "properties": {},
+    website = {
+        "ip": "203.0.113.9",
+        "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
+        "page": {"url": "https://shop.example/signup"},
+        "traits": {"email": "jane@example.com"},
     }
-    event.update(fields)
-    return event
+    return track_message(
+        **{
+            "event": "Signed Up",
+            "timestamp": "2023-11-14T22:12:20.000Z",  # NOW - 60 s
+            "context": website,
+            **fields,
+        }
+    )
 
 
 def mapped(result: Any) -> dict[str, Any]:

@@ -5,33 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
+from tests.support.builders import NOW, destination, track_message
 from worker import reasons
 from worker.config import DestinationSettings
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 
-NOW = 1_700_000_000.0
-
-
-def destination(**settings: Any) -> DestinationSettings:
-    return DestinationSettings(
-        name="shop", pixel_id="1234567890", access_token=SecretStr("token"), **settings
-    )
-
 
 def message(**fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "track",
-        "messageId": "msg-1",
-        "anonymousId": "anon-1",
-        "timestamp": NOW - 10,
-        "context": {"userAgent": "Mozilla/5.0", "page": {"url": "https://shop.example/"}},
-        "properties": {"revenue": 1},
-    }
-    event.update(fields)
-    return event
+    return track_message(**{"properties": {"revenue": 1}, **fields})
 
 
 def name_of(msg: dict[str, Any], settings: DestinationSettings | None = None) -> str:

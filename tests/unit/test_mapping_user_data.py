@@ -9,40 +9,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
+from tests.support.builders import NOW, destination, track_message
 from worker.config import DestinationSettings
 from worker.mapping.event import map_event
 from worker.mapping.normalize import normalize_and_hash
 from worker.mapping.result import Mapped
 
-NOW = 1_700_000_000.0
 EVENT_MS = 1_699_999_990_123
 HEX64 = "a" * 64
 
 
-def destination(**settings: Any) -> DestinationSettings:
-    return DestinationSettings(
-        name="shop", pixel_id="1234567890", access_token=SecretStr("token"), **settings
-    )
-
-
 def message(context_traits: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "track",
-        "event": "Signed Up",
-        "messageId": "msg-1",
-        "anonymousId": "anon-1",
-        "timestamp": EVENT_MS,
-        "context": {
-            "userAgent": "Mozilla/5.0",
-            "page": {"url": "https://shop.example/"},
-            "traits": context_traits or {},
-        },
-        "properties": {},
+    context = {
+        "userAgent": "Mozilla/5.0",
+        "page": {"url": "https://shop.example/"},
+        "traits": context_traits or {},
     }
-    event.update(fields)
-    return event
+    return track_message(
+        **{"event": "Signed Up", "timestamp": EVENT_MS, "context": context, **fields}
+    )
 
 
 def user_data(msg: dict[str, Any], settings: DestinationSettings | None = None) -> dict[str, Any]:

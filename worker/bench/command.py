@@ -1,11 +1,15 @@
 """`capi-worker bench`: parse the flags, run the parts asked for, print and save the figures.
 
-    capi-worker bench [--runs 3] [--seed 1] [--events 500000] [--only mapping|e2e|latency|scaling]
-                      [--quick] [--out FILE]
+    capi-worker bench [--runs 3] [--seed 1] [--events 500000]
+                      [--only mapping|destinations|e2e|latency|scaling] [--quick] [--out FILE]
+    capi-worker bench --only soak [--events 1000000] [--poison-ratio 0.01] [--no-faults] ...
 
-Parts, in this order: `mapping` (the mapping stage in process), `e2e` (one worker draining a
-pre-produced topic), `scaling` (1 and N worker processes), `latency` (steady produce rate).
-The last three share one embedded broker and one Graph API emulator, each in its own process.
+Parts, in this order: `mapping` (the mapping stage in process), `destinations` (the mapping
+stage and `transform` with 1 to 10,000 destinations, worker/bench/destinations.py), `e2e` (one
+worker draining a pre-produced topic), `scaling` (1 and N worker processes), `latency` (steady
+produce rate). The last three share one embedded broker and one Graph API emulator, each in
+its own process. `soak` (soak.py: a long run with poison records and Graph faults, checked
+record by record) runs only when asked for, after the others, with its own report.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import end_to_end, latency, mapping_stage, scaling
+from . import destinations, end_to_end, latency, mapping_stage, scaling, soak
 from .corpus import Corpus, Mix, summary
 from .machine import machine, uptime
 from .report import log, print_report, write_report
 from .stack import Stack
 
-PARTS = ("mapping", "e2e", "scaling", "latency")
+PARTS = ("mapping", "destinations", "e2e", "scaling", "latency")
+SOAK = "soak"  # never a default part
+SOAK_EVENTS = 1_000_000
 RESULTS_DIR = Path("bench") / "results"
 E2E_TOPIC = "bench.events"
 
@@ -47,7 +53,9 @@ def add_bench_parser(commands: Any) -> None:
     )
     bench.add_argument("--runs", type=int, help="runs per figure; the median is reported (3)")
     bench.add_argument("--seed", type=int, default=1, help="seeds the corpus (1)")
-    bench.add_argument("--events", type=int, help="records for end to end and scaling (500000)")
+    bench.add_argument(
+        "--events", type=int, help="records for end to end and scaling (500000; soak: 1000000)"
+    )
     bench.add_argument("--mapping-events", type=int, help="records for the mapping stage (100000)")
     bench.add_argument("--partitions", type=int, default=4, help="source topic partitions (4)")
     bench.add_argument("--latency-rate", type=int, help="records/s for the latency run (5000)")
@@ -76,12 +84,25 @@ def add_bench_parser(commands: Any) -> None:
         help="small sizes and one run: a smoke test (explicit sizes still win)",
     )
     bench.add_argument("--out", type=Path, help="JSON file (bench/results/bench-<time>.json)")
+    soak_options = bench.add_argument_group("soak (--only soak)")
+    soak_options.add_argument(
+        "--poison-ratio", type=float, default=0.01, help="share of poison records (0.01)"
+    )
+    soak_options.add_argument("--compression", choices=["lz4", "none"], default="lz4")
+    soak_options.add_argument("--no-faults", action="store_true", help="inject no Graph faults")
+    soak_options.add_argument(
+        "--check-seconds", type=float, default=3.0, help="committed-offset poll (3)"
+    )
+    soak_options.add_argument(
+        "--max-seconds", type=float, default=7200.0, help="give up after this (7200)"
+    )
     bench.add_argument("--keep-logs", action="store_true", help="keep broker/emulator/worker logs")
     bench.set_defaults(handler=command_bench)
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the sizes the user left unset from the full or the --quick defaults; check them."""
+    args.soak_events = args.events if args.events is not None else SOAK_EVENTS
     for name, (full, quick) in SIZES.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
@@ -89,11 +110,16 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     for item in args.only or PARTS:
         for part in item.split(","):
             part = part.strip()
-            if part not in PARTS:
-                raise SystemExit(f"capi-worker bench: unknown part {part!r}; one of {PARTS}")
+            if part not in (*PARTS, SOAK):
+                raise SystemExit(
+                    f"capi-worker bench: unknown part {part!r}; one of {(*PARTS, SOAK)}"
+                )
             if part not in parts:
                 parts.append(part)
     args.parts = [part for part in PARTS if part in parts]
+    args.soak = SOAK in parts
+    if args.soak and not 0 <= args.poison_ratio < 1:
+        raise SystemExit("capi-worker bench: --poison-ratio must be in [0, 1)")
     positive = ("runs", "events", "mapping_events", "latency_rate", "partitions")
     for name in positive:
         if getattr(args, name) < 1:
@@ -122,6 +148,28 @@ def batching(args: argparse.Namespace) -> dict[str, Any]:
 
 def command_bench(args: argparse.Namespace) -> int:
     args = resolve(args)
+    if not args.parts:  # --only soak
+        return run_soak_part(args, args.out)
+    status = run_parts(args)
+    return max(status, run_soak_part(args, None)) if args.soak else status
+
+
+def run_soak_part(args: argparse.Namespace, out: Path | None) -> int:
+    options = argparse.Namespace(
+        events=args.soak_events,
+        poison_ratio=args.poison_ratio,
+        seed=args.seed,
+        compression=args.compression,
+        no_faults=args.no_faults,
+        check_seconds=args.check_seconds,
+        max_seconds=args.max_seconds,
+        output=out,
+        keep_logs=args.keep_logs,
+    )
+    return soak.run(options)
+
+
+def run_parts(args: argparse.Namespace) -> int:
     date = datetime.now(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="capi-bench-"))
     report: dict[str, Any] = {
@@ -151,6 +199,8 @@ def command_bench(args: argparse.Namespace) -> int:
     try:
         if "mapping" in args.parts:
             run_mapping_part(args, report)
+        if "destinations" in args.parts:
+            run_destinations_part(args, report, workdir)
         if {"e2e", "scaling", "latency"} & set(args.parts):
             with Stack(workdir, log=log) as stack:
                 if {"e2e", "scaling"} & set(args.parts):
@@ -197,6 +247,16 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
         )
     report["mapping"] = section
     report.setdefault("corpus", section["corpus"])
+
+
+def run_destinations_part(args: argparse.Namespace, report: dict[str, Any], workdir: Path) -> None:
+    now = time.time()
+    corpus = Corpus(args.mapping_events, seed=args.seed, now=now, prefix="dest")
+    values = [record.value for record in corpus.records()]
+    log(f"destinations: {', '.join(f'{n:,}' for n in destinations.SIZES)}, fresh process each")
+    section, problems = destinations.run_part(values, now, workdir, args.runs)
+    report["destinations"] = section
+    report["problems"].extend(f"destinations: {problem}" for problem in problems)
 
 
 def run_drain_parts(

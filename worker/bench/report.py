@@ -75,6 +75,34 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
         rows.append(("  per event (wall)", mapping["microseconds_per_event"], "µs"))
         for stage, summary in mapping["stage_microseconds_per_event"].items():
             rows.append((f"    {stage}", summary, "µs"))
+    many = report.get("destinations")
+    if many:
+        for size in many["sizes"]:
+            mapping_figures, transform = size["mapping"], size["transform"]
+            rows.append(
+                (
+                    f"{size['destinations']:,} destination(s): mapping per CPU second "
+                    f"(x{mapping_figures['ratio']:.2f} of 1, peak RSS "
+                    f"{mapping_figures['peak_rss_mb']:.0f} MB, "
+                    f"+{mapping_figures['rss_growth_mb']:.0f})",
+                    mapping_figures["events_per_cpu_second"],
+                    "events/s",
+                )
+            )
+            rows.append(
+                (
+                    f"  transform per CPU second (x{transform['ratio']:.2f}, peak RSS "
+                    f"{transform['peak_rss_mb']:.0f} MB, +{transform['rss_growth_mb']:.0f})",
+                    transform["events_per_cpu_second"],
+                    "events/s",
+                )
+            )
+            rows.append(
+                ("  start-up: configuration and set", mapping_figures["start_cpu_seconds"], "CPU s")
+            )
+            rows.append(
+                ("  start-up: transform, no input", transform["start_cpu_seconds"], "CPU s")
+            )
     e2e = report.get("end_to_end")
     if e2e:
         rows.append(

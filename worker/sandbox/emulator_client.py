@@ -59,6 +59,10 @@ class EmulatorClient:
         suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
         return self._call("GET", f"/_emulator/events{suffix}")
 
+    def set_tokens(self, tokens: dict[str, str]) -> None:
+        """Pixel id -> the only token the emulator accepts for it from now on (a rotation)."""
+        self._call("POST", "/_emulator/tokens", tokens)
+
     def reset(self) -> None:
         """Forget every recorded request and queued fault."""
         self._call("POST", "/_emulator/reset")

@@ -6,7 +6,9 @@ secret is registered for the pixel), validates the request with `worker.capi.con
 answers with Meta's response shapes. One invalid event rejects the whole request.
 
 Test hooks live under `/_emulator/`: queue faults (`POST`/`DELETE /_emulator/faults`), inspect
-what was accepted (`GET /_emulator/events`) and start over (`POST /_emulator/reset`).
+what was accepted (`GET /_emulator/events`), start over (`POST /_emulator/reset`) and change the
+token a pixel accepts (`POST /_emulator/tokens {"pixel_id": "token"}`: a rotation on Meta's
+side; from then on the old token is refused with code 190).
 
 Every accepted request is stamped with its acceptance time (wall clock, Unix seconds): each
 stored event carries it as `accepted_at`, and `GET /_emulator/events?acceptances=1` lists
@@ -665,6 +667,19 @@ async def _update_settings(request: web.Request) -> web.Response:
     return _json_response(_settings(request.app[STATE]))
 
 
+async def _set_tokens(request: web.Request) -> web.Response:
+    try:
+        spec = await request.json()
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in spec.items()
+    ):
+        return _json_response({"error": "expected a JSON object of pixel_id: token"}, 400)
+    request.app[STATE].tokens.update(spec)
+    return _json_response({"pixels": sorted(request.app[STATE].tokens)})
+
+
 async def _reset(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     return _json_response({"reset": True})
@@ -695,6 +710,7 @@ def create_app(
     app.router.add_get("/_emulator/events", _received_events)
     app.router.add_post("/_emulator/rejections", _add_rejections)
     app.router.add_post("/_emulator/reset", _reset)
+    app.router.add_post("/_emulator/tokens", _set_tokens)
     app.router.add_get("/_emulator/settings", _get_settings)
     app.router.add_post("/_emulator/settings", _update_settings)
     return app

@@ -96,11 +96,6 @@ class DeadLetterReason:
 Headers = list[tuple[str, str | bytes | None]]
 
 
-def dead_letter_headers(source: Any, why: DeadLetterReason, now: float) -> Headers:
-    """The source record's own headers, then ours (`capi.dlq.*`), in a stable order."""
-    return DeadLetterCopy.of(source).headers(why, now, NOTHING_OMITTED)
-
-
 @dataclass(frozen=True, slots=True)
 class DeadLetterCopy:
     """What is copied from a source record into the dead-letter topic, read once."""
@@ -207,7 +202,6 @@ class DeadLetterWriter:
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, name="dlq-poll", daemon=True)
         self._poller.start()
-        self.written = 0
 
     async def write(self, source: Any, why: DeadLetterReason) -> None:
         """Copy `source` to the dead-letter topic; returns once acknowledged.
@@ -225,7 +219,6 @@ class DeadLetterWriter:
             key, value, headers = copy.build(why, now, omitted)
             error = await self._produce_once(source, key, value, headers)
             if error is None:
-                self.written += 1
                 return
             smaller = copy.omit_more(omitted) if _is_too_large(error) else None
             if smaller is not None:

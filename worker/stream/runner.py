@@ -30,13 +30,14 @@ from worker.config import ConfigError, Settings
 from worker.destination_set import DestinationSet
 from worker.kafka_config import consumer_config, kafka_error_text, producer_config
 from worker.stream.backpressure import PartitionPauser
-from worker.stream.batcher import PixelBatcher
+from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.breaker import CircuitOpen, FailureBreaker
 from worker.stream.commit import CommitCoordinator
 from worker.stream.completion import Completion
 from worker.stream.dead_letter import DeadLetterWriter
 from worker.stream.decoding import DecodeStage
 from worker.stream.deliver import DeliverStage
+from worker.stream.destination_reload import DestinationChanges, DestinationReloader, ReloadSource
 from worker.stream.gate import RecordGate
 from worker.stream.hot_path import HotPath
 from worker.stream.kafka_thread import KafkaThread
@@ -71,10 +72,12 @@ class Worker:
         gate: RecordGate | None = None,
         *,
         on_health_port: Callable[[int], None] | None = None,
+        reload_from: ReloadSource | None = None,
     ) -> None:
         self.settings = settings
         self._gate = gate
         self._on_health_port = on_health_port  # told the bound port (the supervisor's children)
+        metrics.label_destinations(settings.metrics.destination_labels)
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._kafka = KafkaThread()
@@ -93,6 +96,17 @@ class Worker:
         #: set between two records (a reload).
         self.route_and_map = RouteAndMap(DestinationSet.from_settings(settings))
         self.stats.expect(self.route_and_map.destinations)
+        self._reloader = (
+            None
+            if reload_from is None
+            else DestinationReloader(
+                reload_from,
+                self.route_and_map.destinations,
+                settings.runtime.reload_interval_seconds,
+                self._swap_destinations,
+            )
+        )
+        self._send_batch: Callable[[Batch], None] | None = None  # set when the stages are wired
         batching = settings.batching
         self._batcher = PixelBatcher(
             batching.max_events, batching.max_bytes, batching.linger_ms / 1000, time.monotonic
@@ -106,6 +120,23 @@ class Worker:
     def outstanding_events(self) -> int:
         """Events batched, in flight or waiting for a dead-letter acknowledgement."""
         return self.coordinator.outstanding_events
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the destinations (see destination_reload.py)."""
+        if self._reloader is None:
+            log.warning("Reload requested, but this worker was not started from a file")
+        else:
+            self._reloader.request()
+
+    def _swap_destinations(self, destinations: DestinationSet, changes: DestinationChanges) -> None:
+        """Batches of removed or changed destinations are cut and sent under the settings they
+        were mapped with; records mapped from now on see the new set."""
+        for batch in self._batcher.cut(changes.replaced):
+            assert self._send_batch is not None  # a batch exists only once the stages are wired
+            self._send_batch(batch)
+        self.route_and_map.replace_destinations(destinations)
+        fresh = set(changes.added + changes.changed)
+        self.stats.expect(d for d in destinations if d.name in fresh)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -134,6 +165,9 @@ class Worker:
                 asyncio.create_task(self.coordinator.commit_periodically()),
                 asyncio.create_task(self._log_progress()),
             ]
+            metrics.DESTINATIONS.set(len(self.route_and_map.destinations))
+            if self._reloader is not None:
+                background.append(asyncio.create_task(self._reloader.run()))
             consuming = asyncio.create_task(self._consume_loop(consumer, hot_path))
             stopped = asyncio.create_task(stop.wait())
             try:
@@ -189,6 +223,7 @@ class Worker:
             on_trip=lambda _verdict: self._stopping.set(),
         )
         deliver = DeliverStage(delivery, completion, self.stats, self._tasks)
+        self._send_batch = deliver.send
         hot_path = HotPath(
             decode=self._decode,
             route_and_map=self.route_and_map,

@@ -20,6 +20,8 @@ One worker process uses about one core (the mapping stage is Python code under o
   process would: /livez fails when a running child's /livez fails (a child being restarted does
   not fail it: the supervisor is on it), /readyz is ready when every child is running and ready,
   and /metrics holds every child's metrics with a `process` label (`1` ... `N`).
+- SIGHUP to the parent is forwarded to every running child: each reloads its destinations
+  (see destination_reload.py). A child restarted later reads them at its first interval check.
 - A child's log lines carry `process` = `i/N` (a JSON field, or `[process i/N]` in text).
 - `group.instance.id` (static membership) gets the suffix `-i` per child: members of a group
   must not share one.
@@ -40,9 +42,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from worker.config import ConfigError, Settings
+from worker.stream.destination_reload import ReloadSource
 from worker.telemetry.logs import TEXT_FORMAT, JsonLinesFormatter, LogFormat, configure_logging
 
 log = logging.getLogger(__name__)
@@ -72,11 +76,13 @@ def run_worker(
     signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     on_health_port: Callable[[int], None] | None = None,
     parent_pid: int | None = None,
+    reload_from: ReloadSource | None = None,
 ) -> int:
     """Run one Worker until a signal; the process exit code (0, 2 or 3).
 
     `parent_pid`: a supervised child also stops when its parent is gone (a parent killed with
-    SIGKILL must not leave consumers behind)."""
+    SIGKILL must not leave consumers behind). SIGHUP reloads the destinations from
+    `reload_from`."""
     from worker.stream.breaker import CircuitOpen
     from worker.stream.runner import Worker, settle_garbage_collector
 
@@ -87,11 +93,13 @@ def run_worker(
         loop = asyncio.get_running_loop()
         for signum in signals:
             loop.add_signal_handler(signum, stop.set)
+        worker = Worker(settings, on_health_port=on_health_port, reload_from=reload_from)
+        loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
         watcher = None
         if parent_pid is not None:
             watcher = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
         try:
-            await Worker(settings, on_health_port=on_health_port).run(stop)
+            await worker.run(stop)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -165,10 +173,13 @@ def _child_main(
     log_format: LogFormat,
     port_writer: Connection,
     parent_pid: int,
+    config_path: Path | None,
 ) -> None:
     """Entry point of a child process (spawned: a fresh interpreter)."""
     # A terminal's ^C reaches every process of the group; the parent forwards it as SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGHUP forwarded before the worker listens for it must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure_logging(log_level, log_format)
     tag_log_lines(f"{index}/{count}")
 
@@ -181,6 +192,7 @@ def _child_main(
         signals=(signal.SIGTERM,),
         on_health_port=tell_port,
         parent_pid=parent_pid,
+        reload_from=None if config_path is None else ReloadSource(config_path, settings),
     )
     port_writer.close()
     sys.exit(code)
@@ -210,10 +222,12 @@ class Supervisor:
         log_format: LogFormat,
         *,
         clock: Callable[[], float] = time.monotonic,
+        config_path: Path | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError("processes must be at least 1")
         self.settings = settings
+        self._config_path = config_path  # handed to the children, which reload from it
         self._count = processes
         self._log_level = log_level
         self._log_format = log_format
@@ -231,6 +245,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._forward_reload)
         health = await self._start_health_server()
         log.info(
             "Supervisor started; processes=%d group=%s",
@@ -271,6 +286,7 @@ class Supervisor:
                 self._log_format,
                 writer,
                 os.getpid(),
+                self._config_path,
             ),
         )
         process.start()
@@ -278,6 +294,14 @@ class Supervisor:
         child.process, child.port_reader, child.port = process, reader, None
         child.restart_at = None
         log.info("Process started; process=%d/%d pid=%s", child.index, self._count, process.pid)
+
+    def _forward_reload(self) -> None:
+        running = [c.process for c in self._children if c.process is not None]
+        for process in running:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+        log.info("Reload requested; forwarded to processes=%d", len(running))
 
     def _check_children(self) -> int | None:
         """Handle exits and due restarts; an exit code when everything must stop."""
@@ -535,6 +559,10 @@ def _describe_exit(code: int) -> str:
 
 
 def run_supervisor(
-    settings: Settings, processes: int, log_level: str, log_format: LogFormat
+    settings: Settings,
+    processes: int,
+    log_level: str,
+    log_format: LogFormat,
+    config_path: Path | None = None,
 ) -> int:
-    return Supervisor(settings, processes, log_level, log_format).run()
+    return Supervisor(settings, processes, log_level, log_format, config_path=config_path).run()
