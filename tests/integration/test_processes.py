@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,13 @@ import orjson
 import pytest
 
 from tests.kafka_helpers import all_committed, produce, unique_topic
+from tests.support.http import local_get
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
     WorkerProcess,
-    unique_events,
+    delivered_to_both,
+    unique_at,
     valid_events,
     wait_until,
     write_config,
@@ -96,13 +96,7 @@ class Run:
         return all_committed(self.bootstrap, self.group, self.source)
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-        except OSError:
-            return 0, ""
+        return local_get(self.port, path)
 
 
 @pytest.fixture
@@ -113,18 +107,15 @@ def run(kafka_broker: Any, emulator: RunningEmulator, tmp_path: Path) -> Iterato
         running.worker.stop_quietly()
 
 
-def delivered(graph: EmulatorClient, count: int) -> bool:
-    received = graph.received(events=False)
-    return all(unique_events(received, pixel) == count for pixel in PIXELS)
-
-
 def test_two_processes_share_the_partitions_and_deliver_every_event_exactly_once(
     run: Run, graph: EmulatorClient
 ) -> None:
     produce(run.bootstrap, run.source, valid_events(4000, "processes"))
     worker = run.start()
 
-    wait_until(lambda: delivered(graph, 4000), 120, "4000 unique events at both pixels", run.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 4000), 120, "4000 unique events at both pixels", run.log
+    )
     wait_until(run.all_committed, 60, "offsets committed to the end", run.log)
     # Both children took part: each was assigned partitions, between them all four.
     wait_until(lambda: len(run.assigned()) == 2, 60, "both processes assigned", run.log)
@@ -165,7 +156,7 @@ def test_a_process_killed_with_sigkill_is_restarted_and_the_stream_completes(
     worker = run.start()
     wait_until(lambda: len(run.assigned()) == 2, 60, "both processes assigned", run.log)
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 400,
+        lambda: unique_at(graph, SHOP_PIXEL) >= 400,
         60,
         "the first deliveries",
         run.log,
@@ -175,7 +166,9 @@ def test_a_process_killed_with_sigkill_is_restarted_and_the_stream_completes(
 
     wait_until(lambda: len(run.children()["1/2"]) == 2, 60, "process 1/2 restarted", run.log)
     assert "Process exited unexpectedly, restarting; process=1/2 exit_code=-9" in run.log()
-    wait_until(lambda: delivered(graph, 4000), 120, "every event after the restart", run.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 4000), 120, "every event after the restart", run.log
+    )
     wait_until(run.all_committed, 60, "offsets committed to the end", run.log)
     assert worker.terminate() == 0, run.log()[-3000:]
     assert run.all_committed()
