@@ -1,7 +1,8 @@
 """Figure 5: many destinations. The mapping stage and `capi-worker transform` with 1, 100, 1,000
 and 10,000 destinations, each fenced to its own source id, every event routed to exactly one.
 
-Per size, in a fresh process each time (so its peak RSS is its own, not the largest so far):
+Per size, in a fresh process each time, whose peak RSS is read from its own /proc/self/status
+(VmHWM: `ru_maxrss` would carry over the bench process's peak through fork and exec):
 
 - `probe`: load the configuration and build the destination set (start-up, CPU seconds), then
   the mapping stage on the corpus (`mapping_stage.run_mapping`: decode, route, map, serialise),
@@ -21,6 +22,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -108,22 +110,49 @@ def probe(config: Path, events: Path, now: float) -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident set since its exec (VmHWM), MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
+
+
+def transform_and_report(argv: list[str]) -> int:
+    """`capi-worker transform` as the command runs it, then its peak RSS on stderr."""
+    from worker.cli import main as cli_main
+
+    code = cli_main(["transform", *argv])
+    sys.stdout.flush()
+    print(f"{PEAK_MARKER}{_peak_rss_mb():.1f}", file=sys.stderr)
+    return code
+
+
+PEAK_MARKER = "peak_rss_mb="
 
 
 # ---------------------------------------------------------------------- the bench part
 
 
-def _child(command: list[str], stdin: Path | None) -> tuple[bytes, float, float]:
-    """Run `command`; its stdout, CPU seconds and peak RSS (MB), read from its own rusage."""
-    with stdin.open("rb") if stdin else open(os.devnull, "rb") as source:
-        process = subprocess.Popen(command, stdin=source, stdout=subprocess.PIPE)
+def _child(command: list[str], stdin: Path | None) -> tuple[bytes, float, float | None]:
+    """Run `command`; its stdout, CPU seconds (its own rusage) and the peak RSS it reported."""
+    with (
+        stdin.open("rb") if stdin else open(os.devnull, "rb") as source,
+        tempfile.TemporaryFile() as errors,
+    ):
+        process = subprocess.Popen(command, stdin=source, stdout=subprocess.PIPE, stderr=errors)
         out = process.stdout.read() if process.stdout else b""
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
     if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} exited {process.returncode}")
-    return out, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        raise RuntimeError(f"{' '.join(command[:4])} exited {process.returncode}: {stderr[-500:]}")
+    peaks = [line for line in stderr.splitlines() if line.startswith(PEAK_MARKER)]
+    peak = float(peaks[-1][len(PEAK_MARKER) :]) if peaks else None
+    return out, usage.ru_utime + usage.ru_stime, peak
 
 
 def measure_size(
@@ -145,14 +174,16 @@ def measure_size(
             None,
         )
         probes.append(json.loads(out))
-    transform = [sys.executable, "-m", "worker.cli", "transform", "--config", str(config)]
-    transform += ["--now", repr(now)]
+    transform = [sys.executable, "-m", "worker.bench.destinations", "transform"]
+    transform += ["--config", str(config), "--now", repr(now)]
     rates, rss, starts = [], [], []
     for _ in range(runs):
         _, empty_cpu, _ = _child(transform, None)
         out, full_cpu, peak = _child(transform, events)
         lines = out.count(b"\n")
         rates.append(len(values) / max(full_cpu - empty_cpu, 1e-6))
+        if peak is None:
+            raise RuntimeError("the transform run did not report its peak RSS")
         rss.append(peak)
         starts.append(empty_cpu)
     return {
@@ -231,6 +262,8 @@ def run_part(
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "transform":
+        return transform_and_report(argv[1:])
     config, events, now = argv
     print(json.dumps(probe(Path(config), Path(events), float(now))))
     return 0
