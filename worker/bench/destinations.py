@@ -92,7 +92,7 @@ def probe(config: Path, events: Path, now: float) -> dict[str, Any]:
     rss_before = _peak_rss_mb()
     started = time.process_time()
     settings = load_settings(config, env={})
-    DestinationSet(settings.destinations)
+    DestinationSet.from_settings(settings)
     start_cpu = time.process_time() - started
     run = run_mapping(values, settings, now)
     return {

@@ -148,7 +148,7 @@ class DestinationReloader:
 
     def _load(self) -> tuple[Settings, DestinationSet]:
         settings = load_settings(self._source.config_path)
-        return settings, DestinationSet(settings.destinations)
+        return settings, DestinationSet.from_settings(settings)
 
     def _fingerprint(self) -> Fingerprint:
         paths: list[Path] = [self._source.config_path]

@@ -94,7 +94,7 @@ class Worker:
         )
         #: The route-and-map stage; `route_and_map.replace_destinations` swaps the destination
         #: set between two records (a reload).
-        self.route_and_map = RouteAndMap(DestinationSet(settings.destinations))
+        self.route_and_map = RouteAndMap(DestinationSet.from_settings(settings))
         self.stats.expect(self.route_and_map.destinations)
         self._reloader = (
             None
