@@ -80,10 +80,17 @@ class MappingRun:
         }
 
 
-def run_mapping(values: list[bytes], settings: Settings, now: float) -> MappingRun:
-    """Decode + map + serialise every value once; the clock runs around the whole loop."""
+def run_mapping(
+    values: list[bytes],
+    settings: Settings,
+    now: float,
+    destinations: DestinationSet | None = None,
+) -> MappingRun:
+    """Decode + map + serialise every value once; the clock runs around the whole loop.
+    `destinations`: the set of `settings`, when the caller built it already."""
     decoder = build_decoder(settings.decoding)
-    destinations = DestinationSet.from_settings(settings)
+    if destinations is None:
+        destinations = DestinationSet.from_settings(settings)
     outcomes: Counter[str] = Counter()
     clock = time.perf_counter_ns
     decode_ns = map_ns = serialise_ns = 0
