@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from worker.compiled import mapping_line
+
 from . import destinations, end_to_end, latency, mapping_stage, scaling, soak
 from .corpus import Corpus, Mix, summary
 from .machine import machine, uptime
@@ -195,7 +197,11 @@ def run_parts(args: argparse.Namespace) -> int:
         "problems": [],
     }
     started = time.monotonic()
-    log(f"bench: parts {', '.join(args.parts)}, {args.runs} run(s) each; logs in {workdir}")
+    report["mapping_build"] = mapping_line()
+    log(
+        f"bench: parts {', '.join(args.parts)}, {args.runs} run(s) each; {mapping_line()}; "
+        f"logs in {workdir}"
+    )
     try:
         if "mapping" in args.parts:
             run_mapping_part(args, report)
@@ -234,8 +240,9 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
     for number in range(1, args.runs + 1):
         run = mapping_stage.run_mapping(values, settings, now)
         log(
-            f"mapping run {number}/{args.runs}: {run.events_per_second:,.0f} events/s "
-            f"({run.seconds:.2f}s for {run.events:,} events)"
+            f"mapping run {number}/{args.runs} \\[{mapping_line()}]: "
+            f"{run.events_per_cpu_second:,.0f} events per CPU second, "
+            f"{run.events_per_second:,.0f} events/s wall ({run.events:,} events)"
         )
         runs.append(run)
     section = mapping_stage.section(runs)
