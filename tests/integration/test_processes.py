@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.kafka_helpers import all_committed, produce, unique_topic
+from tests.kafka_helpers import produce
 from tests.support.http import local_get
+from tests.support.rig import WorkerRig
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
@@ -23,7 +24,6 @@ from tests.support.worker import (
     unique_at,
     valid_events,
     wait_until,
-    write_config,
 )
 from worker.sandbox.broker import free_port
 from worker.sandbox.emulator_client import EmulatorClient
@@ -33,31 +33,20 @@ PIXELS = (SHOP_PIXEL, BLOG_PIXEL)
 PARTITIONS = 4
 
 
-class Run:
+class Run(WorkerRig):
     """Topics, config and the supervised worker of one test."""
 
     def __init__(self, broker: Any, emulator: RunningEmulator, tmp_path: Path) -> None:
-        self.bootstrap = broker.bootstrap_servers
-        self.source = unique_topic("events")
-        self.group = unique_topic("group")
-        dead_letters = unique_topic("dlq")
-        broker.create_topics({self.source: PARTITIONS, dead_letters: 1})
+        super().__init__(broker, emulator.url, tmp_path, partitions=PARTITIONS)
         self.port = free_port()
-        self.config = write_config(
-            tmp_path / "worker.yaml",
-            bootstrap=self.bootstrap,
-            graph_url=emulator.url,
-            source_topic=self.source,
-            dead_letter_topic=dead_letters,
-            group_id=self.group,
-            batching={"max_events": 200},
-            metrics_port=self.port,
-        )
+        self.config_path = self.config(batching={"max_events": 200}, metrics_port=self.port)
         self.log_path = tmp_path / "worker.log"
         self.worker: WorkerProcess | None = None
 
     def start(self, processes: int = 2) -> WorkerProcess:
-        self.worker = WorkerProcess(self.config, self.log_path, ["--processes", str(processes)])
+        self.worker = WorkerProcess(
+            self.config_path, self.log_path, ["--processes", str(processes)]
+        )
         return self.worker
 
     def log(self) -> str:
@@ -91,9 +80,6 @@ class Run:
                 listed = entry["message"].split("partitions=", 1)[1]
                 partitions.setdefault(entry["process"], set()).update(listed.split(","))
         return partitions
-
-    def all_committed(self) -> bool:
-        return all_committed(self.bootstrap, self.group, self.source)
 
     def get(self, path: str) -> tuple[int, str]:
         return local_get(self.port, path)
