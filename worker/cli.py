@@ -88,7 +88,7 @@ def transform_lines(
     from worker.pipeline import decode_record, map_for_destinations, map_routed
 
     decode_json = build_decoder(settings.decoding.model_copy(update={"format": "json"}))
-    destinations = DestinationSet(settings.destinations)
+    destinations = DestinationSet.from_settings(settings)
     every = destinations.destinations
     for raw_line in lines:
         line = raw_line.rstrip(b"\r\n")

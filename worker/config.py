@@ -269,6 +269,9 @@ class MetricsSettings(StrictModel):
     port: int = Field(default=9100, ge=0, le=65535)
     # /livez fails when the poll loop has not turned for this long.
     liveness_timeout_seconds: float = Field(default=60.0, gt=0)
+    # false: every series carries destination="*" (and pixel_id="*") instead of one series per
+    # destination, for tenants with thousands of pixels (cardinality).
+    destination_labels: bool = True
 
 
 class LoggingSettings(StrictModel):
@@ -290,6 +293,12 @@ class CircuitBreakerSettings(StrictModel):
     ignore_reasons: list[str] = list(BREAKER_IGNORED_REASONS)
 
 
+class MappingSettings(StrictModel):
+    # Check every event the mapping builds against Meta's contract before batching it. The
+    # mapping's rules already guarantee it (tested), so this costs CPU for a backstop only.
+    verify_contract: bool = False
+
+
 class RuntimeSettings(StrictModel):
     shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
     revoke_timeout_seconds: float = Field(default=20.0, gt=0)
@@ -303,6 +312,7 @@ class Settings(StrictModel):
     graph: GraphSettings = GraphSettings()
     batching: BatchingSettings = BatchingSettings()
     decoding: DecodingSettings = DecodingSettings()
+    mapping: MappingSettings = MappingSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     metrics: MetricsSettings = MetricsSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()

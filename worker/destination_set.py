@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from worker.config import DestinationSettings
+from worker.config import DestinationSettings, Settings
 from worker.mapping.plan import DestinationPlan, build_plan
 from worker.mapping.routing import RoutingTable
 
@@ -18,13 +18,24 @@ from worker.mapping.routing import RoutingTable
 class DestinationSet:
     __slots__ = ("_by_name", "_routing", "destinations", "plans")
 
-    def __init__(self, destinations: Sequence[DestinationSettings]) -> None:
+    def __init__(
+        self, destinations: Sequence[DestinationSettings], *, verify_contract: bool = False
+    ) -> None:
+        """`verify_contract`: `mapping.verify_contract`, every mapped event checked against
+        Meta's contract (off on the hot path: the mapping's rules guarantee it)."""
         self.destinations: tuple[DestinationSettings, ...] = tuple(destinations)
-        self.plans: tuple[DestinationPlan, ...] = tuple(build_plan(d) for d in self.destinations)
+        self.plans: tuple[DestinationPlan, ...] = tuple(
+            build_plan(d, verify_contract=verify_contract) for d in self.destinations
+        )
         self._by_name = {d.name: index for index, d in enumerate(self.destinations)}
         if len(self._by_name) != len(self.destinations):
             raise ValueError("destination names must be unique")
         self._routing = RoutingTable([d.match for d in self.destinations])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DestinationSet:
+        """The set of `settings.destinations`, with `settings.mapping`."""
+        return cls(settings.destinations, verify_contract=settings.mapping.verify_contract)
 
     def __len__(self) -> int:
         return len(self.destinations)

@@ -28,6 +28,7 @@ from worker.bench.corpus import (
 )
 from worker.bench.mapping_stage import bench_settings, run_mapping
 from worker.bench.report import percentile, summarise
+from worker.compiled import mapping_build
 
 NOW = 1_800_000_000.0
 CLI = [sys.executable, "-m", "worker.cli"]
@@ -178,6 +179,36 @@ def test_bench_quick_prints_the_figures_and_writes_them_as_json(tmp_path: Path) 
     assert details["exit_codes"] == [0]
     assert "mapping stage, 1 core" in result.stdout and "end to end, 1 worker" in result.stdout
     assert "latency" not in report and "scaling" not in report
+    # Which build of the mapping made each figure: the bench's own, and what the worker logged.
+    build, _ = mapping_build()
+    assert mapping["mapping_build"] == e2e["mapping_build"] == build
+    assert report["mapping_build"].startswith(f"mapping: {build}")
+    assert result.stdout.count(f"[mapping: {build}]") >= 2
+    assert _positive(mapping["events_per_cpu_second"])
+    assert _positive(e2e["delivered_per_worker_cpu_second"])
+
+
+def test_the_destinations_part_measures_each_size_in_its_own_process(tmp_path: Path) -> None:
+    from worker.bench import destinations
+
+    values = [record.value for record in Corpus(300, seed=3, now=NOW).records()]
+    section, problems = destinations.run_part(values, NOW, tmp_path, runs=1, sizes=(1, 200))
+    assert problems == []
+    one, many = section["sizes"]
+    assert (one["destinations"], many["destinations"]) == (1, 200)
+    for size in (one, many):
+        for part in ("mapping", "transform"):
+            assert _positive(size[part]["events_per_cpu_second"]), (size["destinations"], part)
+            assert size[part]["peak_rss_mb"] > 0
+    assert one["mapping"]["ratio"] == 1.0 and one["mapping"]["rss_growth_mb"] == 0
+    assert many["mapping"]["ratio"] > 0 and many["transform"]["ratio"] > 0
+    # Every event is routed to exactly one destination at every size: the same outcomes.
+    assert one["mapping"]["outcomes"] == many["mapping"]["outcomes"]
+    assert one["mapping"]["outcomes"]["mapped"] == 297
+    assert one["transform"]["output_lines"] == many["transform"]["output_lines"] > 0
+    assert section["targets"]["at_destinations"] == 200
+    config = (tmp_path / "destinations-200.yaml").read_text()
+    assert config.count("source_ids:") == 200
 
 
 def test_the_soak_is_a_part_of_capi_worker_bench_and_its_accounting_holds(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import base64
 import copy
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,21 @@ from worker.config import (
     GraphSettings,
     KafkaSettings,
     LoggingSettings,
+    MappingSettings,
     MatchSettings,
     MetricsSettings,
     RuntimeSettings,
     Settings,
     parse_settings,
+    with_destinations_dir,
 )
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "capi-worker"
 RELEASE = "capi"
 NAMESPACE = "events"
 FULLNAME = "capi-capi-worker"
+SECRETS_PATH = "/run/secrets/capi-worker"
+DESTINATIONS_PATH = "/etc/capi-worker-destinations"
 
 SHOP_TOKEN = "EAAB-shop-token-7f3a9c"
 EU_TOKEN = "EAAB-eu-token-51d2e8"
@@ -216,8 +221,44 @@ class Rendered:
         return text
 
     def settings(self) -> Settings:
-        """The ConfigMap's config.yaml as the worker loads it, with the pod's variables set."""
-        return parse_settings(yaml.safe_load(self.config_text()), env=pod_env(self))
+        """The ConfigMap's config.yaml as the worker loads it, with the pod's variables set,
+        the mounted Secret's files (each holding `dummy-<key>`) and the destinationsDir files
+        where the pod has them."""
+        with tempfile.TemporaryDirectory() as tmp:
+            moved = {SECRETS_PATH: f"{tmp}/secrets", DESTINATIONS_PATH: f"{tmp}/destinations"}
+
+            def here(text: str) -> str:
+                for mounted, local in moved.items():
+                    text = text.replace(mounted, local)
+                return text
+
+            Path(moved[DESTINATIONS_PATH]).mkdir()
+            for config_map in self.all("ConfigMap"):
+                if config_map["metadata"]["name"] == f"{FULLNAME}-destinations":
+                    for key, text in config_map["data"].items():
+                        Path(moved[DESTINATIONS_PATH], key).write_text(here(text))
+            raw = yaml.safe_load(here(self.config_text()))
+            secrets = Path(moved[SECRETS_PATH])
+            secrets.mkdir()
+            for key in self.secret_keys():
+                (secrets / key).write_text(f"dummy-{key.lower()}\n")
+            settings = parse_settings(raw, env=pod_env(self))
+            if settings.destinations_dir is not None:
+                settings = with_destinations_dir(settings, env=pod_env(self))
+            return settings
+
+    def secret_keys(self) -> list[str]:
+        """The keys of the Secret the pod mounts or reads: the chart's, else every key the
+        configuration names (an existing Secret holds them)."""
+        secrets = self.all("Secret")
+        if secrets:
+            return list(secrets[0].get("data", {}))
+        return [
+            name
+            for name in re.findall(
+                r"CAPI_(?:TOKEN|APP_SECRET)_[A-Z0-9_]+", json.dumps(self.objects)
+            )
+        ]
 
 
 def pod_env(rendered: Rendered) -> dict[str, str]:
@@ -286,6 +327,7 @@ def test_default_values_render_a_deployment_and_its_companions(default: Rendered
         "Service",
         "Deployment",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
     deployment = default.one("Deployment")
     assert deployment["apiVersion"] == "apps/v1"
@@ -415,7 +457,7 @@ def test_all_options_config_keeps_every_setting(full: Rendered) -> None:
 
 
 @pytest.mark.parametrize("fixture", ["default", "full"])
-def test_tokens_reach_the_pod_only_through_secret_key_refs(
+def test_tokens_reach_the_pod_only_as_files_of_the_mounted_secret(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
     rendered: Rendered = request.getfixturevalue(fixture)
@@ -423,6 +465,30 @@ def test_tokens_reach_the_pod_only_through_secret_key_refs(
         text = json.dumps(config_map)
         for secret_string in SECRET_STRINGS:
             assert secret_string not in text
+    raw = yaml.safe_load(rendered.config_text())
+    for destination in raw["destinations"]:
+        assert "access_token" not in destination
+        assert re.fullmatch(
+            rf"{SECRETS_PATH}/CAPI_TOKEN_[A-Z0-9_]+", destination["access_token_file"]
+        )
+    pod = rendered.workload()["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in rendered.container()["volumeMounts"]}
+    assert mounts[SECRETS_PATH]["readOnly"] is True
+    assert volumes[mounts[SECRETS_PATH]["name"]]["secret"]["secretName"] == FULLNAME
+    assert not [name for name in rendered.env() if name.startswith("CAPI_")]
+    workload_text = json.dumps(rendered.workload())
+    for secret_string in SECRET_STRINGS:
+        assert secret_string not in workload_text
+    rendered.settings()  # every file the config names is a key of the Secret
+
+
+@pytest.mark.parametrize("fixture", ["default", "full"])
+def test_with_mode_env_tokens_reach_the_pod_only_through_secret_key_refs(
+    fixture: str, chart: Chart
+) -> None:
+    values = MINIMAL if fixture == "default" else ALL_OPTIONS
+    rendered = render(chart, merged(values, {"secrets": {"mode": "env"}}))
     raw = yaml.safe_load(rendered.config_text())
     for destination in raw["destinations"]:
         assert re.fullmatch(r"\$\{CAPI_TOKEN_[A-Z0-9_]+\}", destination["access_token"])
@@ -433,9 +499,11 @@ def test_tokens_reach_the_pod_only_through_secret_key_refs(
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": FULLNAME, "key": key}
         assert "value" not in env[key]
         assert value in SECRET_STRINGS
+    assert SECRETS_PATH not in json.dumps(rendered.workload())
     workload_text = json.dumps(rendered.workload())
     for secret_string in SECRET_STRINGS:
         assert secret_string not in workload_text
+    assert rendered.settings().destinations[0].access_token.get_secret_value().startswith("dummy-")
 
 
 def test_all_options_secret_holds_tokens_app_secret_and_extra_variables(full: Rendered) -> None:
@@ -456,6 +524,7 @@ def test_existing_secret_renders_no_secret_and_is_referenced(chart: Chart) -> No
         ALL_OPTIONS,
         {
             "secrets": {
+                "mode": "env",
                 "existingSecret": "capi-tokens",
                 "existingSecretKeys": {"appSecrets": ["eu-shop"], "extraEnv": ["KAFKA_PASSWORD"]},
             }
@@ -484,12 +553,39 @@ def test_existing_secret_renders_no_secret_and_is_referenced(chart: Chart) -> No
 
 
 def test_existing_secret_needs_no_token_in_values(chart: Chart) -> None:
-    values = merged(MINIMAL, {"secrets": {"existingSecret": "capi-tokens"}})
+    values = merged(MINIMAL, {"secrets": {"mode": "env", "existingSecret": "capi-tokens"}})
     values["secrets"]["accessTokens"] = {}
     rendered = render(chart, values)
     assert "Secret" not in rendered.kinds()
     ref = rendered.env()["CAPI_TOKEN_SHOP"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "capi-tokens", "key": "CAPI_TOKEN_SHOP"}
+
+
+def test_an_existing_secret_is_mounted_as_files_by_default(chart: Chart) -> None:
+    values = merged(
+        ALL_OPTIONS,
+        {
+            "secrets": {
+                "existingSecret": "capi-tokens",
+                "existingSecretKeys": {"appSecrets": ["eu-shop"], "extraEnv": ["KAFKA_PASSWORD"]},
+            }
+        },
+    )
+    rendered = render(chart, values)
+    assert "Secret" not in rendered.kinds()
+    volumes = rendered.workload()["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "secrets", "secret": {"secretName": "capi-tokens", "defaultMode": 0o440}} in (
+        volumes
+    )
+    env = rendered.env()
+    assert env["KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "capi-tokens",
+        "key": "KAFKA_PASSWORD",
+    }
+    assert "CAPI_TOKEN_SHOP" not in env
+    eu = next(d for d in rendered.settings().destinations if d.name == "eu-shop")
+    assert eu.app_secret is not None
+    assert eu.app_secret.get_secret_value() == "dummy-capi_app_secret_eu_shop"
 
 
 def test_a_destination_without_a_token_stops_the_render(chart: Chart) -> None:
@@ -528,10 +624,14 @@ def test_config_checksum_rolls_the_pods_on_change(chart: Chart, default: Rendere
     assert checksum(render(chart, MINIMAL)) == checksum(default)
     changed = merged(MINIMAL, {"config": {"batching": {"linger_ms": 50}}})
     assert checksum(render(chart, changed)) != checksum(default)
-    annotations = default.workload()["spec"]["template"]["metadata"]["annotations"]
-    rotated = merged(MINIMAL, {"secrets": {"accessTokens": {"shop": "EAAB-rotated"}}})
+    env_mode = merged(MINIMAL, {"secrets": {"mode": "env"}})
+    annotations = render(chart, env_mode).workload()["spec"]["template"]["metadata"]
+    rotated = merged(env_mode, {"secrets": {"accessTokens": {"shop": "EAAB-rotated"}}})
     rotated_annotations = render(chart, rotated).workload()["spec"]["template"]["metadata"]
-    assert rotated_annotations["annotations"]["checksum/secret"] != annotations["checksum/secret"]
+    assert (
+        rotated_annotations["annotations"]["checksum/secret"]
+        != annotations["annotations"]["checksum/secret"]
+    )
 
 
 # --- StatefulSet (static membership) ---------------------------------------------------------
@@ -700,6 +800,7 @@ SCHEMA_SECTIONS: dict[str, type[Any]] = {
     "graph": GraphSettings,
     "batching": BatchingSettings,
     "decoding": DecodingSettings,
+    "mapping": MappingSettings,
     "runtime": RuntimeSettings,
     "metrics": MetricsSettings,
     "logging": LoggingSettings,
@@ -711,12 +812,14 @@ def test_the_schema_knows_exactly_the_worker_settings(chart: Chart) -> None:
     schema = chart.schema
     assert schema is not None
     config = schema["properties"]["config"]
-    assert set(config["properties"]) == set(Settings.model_fields)
+    # destinations_dir is the chart's to set (destinationsDir), not a value.
+    assert set(config["properties"]) == set(Settings.model_fields) - {"destinations_dir"}
     for section, model in SCHEMA_SECTIONS.items():
         assert set(config["properties"][section]["properties"]) == set(model.model_fields), section
         assert config["properties"][section]["additionalProperties"] is False
     destination = config["properties"]["destinations"]["items"]
-    secrets = {"access_token", "app_secret"}
+    # The chart names where every token comes from (a file or a variable of the Secret).
+    secrets = {"access_token", "app_secret", "access_token_file", "app_secret_file"}
     assert set(destination["properties"]) == set(DestinationSettings.model_fields) - secrets
     assert set(destination["properties"]["match"]["properties"]) == set(MatchSettings.model_fields)
 

@@ -134,6 +134,7 @@ NAMED_IN_DESCRIPTION = {
     "CapiWorkerPixelAuthFailing": ["$labels.destination", "$labels.reason"],
     "CapiWorkerPollLoopStalled": ["$labels.pod", "$labels.instance", "$labels.process"],
     "CapiWorkerPartitionsPausedTooLong": ["$labels.pod", "$labels.instance"],
+    "CapiWorkerConfigReloadRefused": ["$labels.job"],
 }
 
 

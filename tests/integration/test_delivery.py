@@ -311,6 +311,7 @@ def test_a_throttled_pixel_holds_back_its_other_batches(
         held = summary(client)
         fake.hold.set()
         reports = await asyncio.gather(first, second)
+        assert delivery._throttled_until == {}  # the gate is gone once its time has passed
         return [held, *reports]
 
     held, first, second = run(graph, fake, scenario)
@@ -318,6 +319,26 @@ def test_a_throttled_pixel_holds_back_its_other_batches(
     assert fake.sleeps[0] >= 30 and fake.sleeps[1] == pytest.approx(30)
     assert (first.delivered, first.retries, second.delivered, second.retries) == (5, 1, 1, 0)
     assert summary(client)["unique_events"] == 6
+
+
+def test_a_destination_whose_settings_change_is_sent_with_the_new_ones(
+    graph: GraphSettings, client: EmulatorClient
+) -> None:
+    """A reload hands over new settings under the same name: a rotated token is used at once."""
+
+    async def scenario(delivery: GraphDelivery) -> list[DeliveryReport]:
+        return [
+            await delivery.deliver(destination(), batch(2)),
+            await delivery.deliver(destination(access_token="EAAB-rotated-elsewhere"), batch(2)),
+            await delivery.deliver(destination(test_event_code="TEST42"), batch(2)),
+        ]
+
+    first, rotated, with_code = run(graph, FakeTime(), scenario)
+    assert first.delivered == 2
+    assert [f.reason for f in rotated.failures] == ["invalid_token"] * 2
+    assert with_code.delivered == 2
+    stored = client.received(PIXEL)["pixels"][PIXEL]["events"]
+    assert [entry["test_event_code"] for entry in stored] == [None, None, "TEST42", "TEST42"]
 
 
 # --------------------------------------------------------------------------- not retried

@@ -28,7 +28,7 @@ from tests.support.worker import (
     SHOP_PIXEL,
     SHOP_TOKEN,
     WorkerProcess,
-    unique_events,
+    unique_at,
     valid_events,
     wait_until,
 )
@@ -541,7 +541,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
     first = WorkerProcess(broken, tmp_path / "worker-1.log")
     try:
         wait_until(
-            lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == count,
+            lambda: unique_at(graph, SHOP_PIXEL) == count,
             120,
             "the shop pixel's events",
             first.log,
@@ -550,7 +550,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
         assert first.terminate() == 0
     finally:
         first.stop_quietly()
-    assert unique_events(graph.received(events=False), BLOG_PIXEL) == 0
+    assert unique_at(graph, BLOG_PIXEL) == 0
     stats = {
         (row["stage"], row["reason"]): row["count"]
         for row in dlq.jsonl("stats")
@@ -571,7 +571,7 @@ def test_fix_the_token_and_redrive_to_source_reaches_the_fixed_pixel_and_not_the
     second = WorkerProcess(fixed, tmp_path / "worker-2.log")
     try:
         wait_until(
-            lambda: unique_events(graph.received(events=False), BLOG_PIXEL) == count,
+            lambda: unique_at(graph, BLOG_PIXEL) == count,
             120,
             "the redriven events at the fixed pixel",
             second.log,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,15 +13,17 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.kafka_helpers import all_committed, produce, unique_topic
+from tests.kafka_helpers import produce
+from tests.support.http import local_get
+from tests.support.rig import WorkerRig
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
     WorkerProcess,
-    unique_events,
+    delivered_to_both,
+    unique_at,
     valid_events,
     wait_until,
-    write_config,
 )
 from worker.sandbox.broker import free_port
 from worker.sandbox.emulator_client import EmulatorClient
@@ -33,31 +33,20 @@ PIXELS = (SHOP_PIXEL, BLOG_PIXEL)
 PARTITIONS = 4
 
 
-class Run:
+class Run(WorkerRig):
     """Topics, config and the supervised worker of one test."""
 
     def __init__(self, broker: Any, emulator: RunningEmulator, tmp_path: Path) -> None:
-        self.bootstrap = broker.bootstrap_servers
-        self.source = unique_topic("events")
-        self.group = unique_topic("group")
-        dead_letters = unique_topic("dlq")
-        broker.create_topics({self.source: PARTITIONS, dead_letters: 1})
+        super().__init__(broker, emulator.url, tmp_path, partitions=PARTITIONS)
         self.port = free_port()
-        self.config = write_config(
-            tmp_path / "worker.yaml",
-            bootstrap=self.bootstrap,
-            graph_url=emulator.url,
-            source_topic=self.source,
-            dead_letter_topic=dead_letters,
-            group_id=self.group,
-            batching={"max_events": 200},
-            metrics_port=self.port,
-        )
+        self.config_path = self.config(batching={"max_events": 200}, metrics_port=self.port)
         self.log_path = tmp_path / "worker.log"
         self.worker: WorkerProcess | None = None
 
     def start(self, processes: int = 2) -> WorkerProcess:
-        self.worker = WorkerProcess(self.config, self.log_path, ["--processes", str(processes)])
+        self.worker = WorkerProcess(
+            self.config_path, self.log_path, ["--processes", str(processes)]
+        )
         return self.worker
 
     def log(self) -> str:
@@ -92,17 +81,8 @@ class Run:
                 partitions.setdefault(entry["process"], set()).update(listed.split(","))
         return partitions
 
-    def all_committed(self) -> bool:
-        return all_committed(self.bootstrap, self.group, self.source)
-
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-        except OSError:
-            return 0, ""
+        return local_get(self.port, path)
 
 
 @pytest.fixture
@@ -113,18 +93,15 @@ def run(kafka_broker: Any, emulator: RunningEmulator, tmp_path: Path) -> Iterato
         running.worker.stop_quietly()
 
 
-def delivered(graph: EmulatorClient, count: int) -> bool:
-    received = graph.received(events=False)
-    return all(unique_events(received, pixel) == count for pixel in PIXELS)
-
-
 def test_two_processes_share_the_partitions_and_deliver_every_event_exactly_once(
     run: Run, graph: EmulatorClient
 ) -> None:
     produce(run.bootstrap, run.source, valid_events(4000, "processes"))
     worker = run.start()
 
-    wait_until(lambda: delivered(graph, 4000), 120, "4000 unique events at both pixels", run.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 4000), 120, "4000 unique events at both pixels", run.log
+    )
     wait_until(run.all_committed, 60, "offsets committed to the end", run.log)
     # Both children took part: each was assigned partitions, between them all four.
     wait_until(lambda: len(run.assigned()) == 2, 60, "both processes assigned", run.log)
@@ -165,7 +142,7 @@ def test_a_process_killed_with_sigkill_is_restarted_and_the_stream_completes(
     worker = run.start()
     wait_until(lambda: len(run.assigned()) == 2, 60, "both processes assigned", run.log)
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 400,
+        lambda: unique_at(graph, SHOP_PIXEL) >= 400,
         60,
         "the first deliveries",
         run.log,
@@ -175,7 +152,9 @@ def test_a_process_killed_with_sigkill_is_restarted_and_the_stream_completes(
 
     wait_until(lambda: len(run.children()["1/2"]) == 2, 60, "process 1/2 restarted", run.log)
     assert "Process exited unexpectedly, restarting; process=1/2 exit_code=-9" in run.log()
-    wait_until(lambda: delivered(graph, 4000), 120, "every event after the restart", run.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 4000), 120, "every event after the restart", run.log
+    )
     wait_until(run.all_committed, 60, "offsets committed to the end", run.log)
     assert worker.terminate() == 0, run.log()[-3000:]
     assert run.all_committed()

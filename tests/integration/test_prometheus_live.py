@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -86,6 +87,7 @@ EXPECTED_PENDING: dict[str, list[dict[str, str]]] = {
     ],
     "CapiWorkerPollLoopStalled": [],
     "CapiWorkerPartitionsPausedTooLong": [],
+    "CapiWorkerConfigReloadRefused": [{"job": JOB}],  # a SIGHUP with a broken file
 }
 
 VALID_PER_WAVE = 150
@@ -188,6 +190,13 @@ class Run:
     def wait(self, condition: Callable[[], bool], what: str) -> None:
         wait_until(condition, DEADLINE, what, self.log)
 
+    def refused_reload(self) -> None:
+        """A SIGHUP after the configuration file lost a destination's pixel_id: every process
+        refuses it and keeps its destinations."""
+        self.rig.config(destinations=[{"name": "shop", "access_token": "t"}])
+        [worker] = self.rig.workers
+        worker.process.send_signal(signal.SIGHUP)
+
     def wave(self, number: int) -> None:
         """One wave of traffic: valid events, identify calls (skipped by default), records that
         are not JSON, one stale event; the shop pixel throttled twice, then a 503."""
@@ -249,6 +258,11 @@ def test_every_panel_query_and_alert_expression_runs_on_a_live_prometheus(run: R
             and run.scraped("sum(capi_partitions_assigned)", 2)
         ),
         "both partitions assigned, to every process",
+    )
+    run.refused_reload()
+    run.wait(
+        lambda: run.scraped('sum(capi_config_reloads_total{result="refused"})', run.processes),
+        "the broken configuration refused by every process",
     )
 
     # Wave 1, and Prometheus holding its counters: every series now has a first sample.

@@ -16,7 +16,7 @@ from tests.kafka_helpers import committed_offsets, read_all, unique_topic
 from tests.support.worker import (
     EMULATOR_TOKENS,
     SHOP_PIXEL,
-    unique_events,
+    unique_at,
     write_config,
 )
 from worker.sandbox.emulator_client import EmulatorClient
@@ -80,7 +80,7 @@ def test_replay_sends_only_the_window_in_its_own_group_and_dry_run_sends_nothing
     assert send_row.rstrip(" │|").split()[-1] == "300"
     assert "skipped · outside_replay_window" in dry.stdout
     assert "map/event_time_too_old" in dry.stdout
-    assert unique_events(graph.received(events=False), SHOP_PIXEL) == 0
+    assert unique_at(graph, SHOP_PIXEL) == 0
 
     real = _replay(config, "--from", "2h", "--group", "backfill-1")
     assert real.returncode == 0, real.stderr[-3000:]

@@ -12,11 +12,13 @@ import pytest
 
 from tests.kafka_helpers import committed_offsets, produce, read_all
 from tests.support.avro import encode_avro
+from tests.support.http import local_get
 from tests.support.rig import WorkerRig
 from tests.support.worker import (
     BLOG_PIXEL,
     SHOP_PIXEL,
-    unique_events,
+    delivered_to_both,
+    unique_at,
     valid_events,
     wait_until,
 )
@@ -45,11 +47,9 @@ def test_every_event_reaches_both_pixels_in_batches_no_larger_than_max_events(
     produce(pipeline.bootstrap, pipeline.source, records)
     worker = pipeline.start_worker(pipeline.config(batching={"max_events": 300}))
 
-    def delivered() -> bool:
-        received = graph.received(events=False)
-        return all(unique_events(received, p) == 2000 for p in (SHOP_PIXEL, BLOG_PIXEL))
-
-    wait_until(delivered, 180, "2000 unique events at both pixels", worker.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 2000), 180, "2000 unique events at both pixels", worker.log
+    )
     wait_until(pipeline.all_committed, 60, "offsets committed to the end", worker.log)
     received = graph.received(events=False)["pixels"]
     for pixel in (SHOP_PIXEL, BLOG_PIXEL):
@@ -78,7 +78,7 @@ def test_poison_records_are_dead_lettered_untouched_with_reason_headers(
     worker = pipeline.start_worker(pipeline.config())
 
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 200,
+        lambda: unique_at(graph, SHOP_PIXEL) == 200,
         120,
         "the good events",
         worker.log,
@@ -120,11 +120,12 @@ def test_transient_and_throttling_errors_are_retried_until_everything_is_deliver
     produce(pipeline.bootstrap, pipeline.source, valid_events(600, "faulty"))
     worker = pipeline.start_worker(pipeline.config(batching={"max_events": 100}))
 
-    def delivered() -> bool:
-        received = graph.received(events=False)
-        return all(unique_events(received, p) == 600 for p in (SHOP_PIXEL, BLOG_PIXEL))
-
-    wait_until(delivered, 180, "all 600 events at both pixels despite faults", worker.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 600),
+        180,
+        "all 600 events at both pixels despite faults",
+        worker.log,
+    )
     wait_until(pipeline.all_committed, 60, "offsets committed", worker.log)
     assert read_all(pipeline.bootstrap, pipeline.dead_letters) == []
     assert worker.terminate() == 0
@@ -146,7 +147,7 @@ def test_one_event_meta_rejects_is_isolated_and_the_rest_of_its_batch_delivered(
         )
     )
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 399,
+        lambda: unique_at(graph, SHOP_PIXEL) == 399,
         120,
         "the 399 good events",
         worker.log,
@@ -175,7 +176,7 @@ def test_token_error_dead_letters_that_pixel_only_with_a_reason_naming_the_token
         )
     )
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 150,
+        lambda: unique_at(graph, SHOP_PIXEL) == 150,
         120,
         "the shop pixel's events",
         worker.log,
@@ -189,7 +190,7 @@ def test_token_error_dead_letters_that_pixel_only_with_a_reason_naming_the_token
         assert headers["capi.dlq.reason"] == "invalid_token"
         assert headers["capi.dlq.graph_code"] == "190"
         assert "access_token" in headers["capi.dlq.message"]
-    assert unique_events(graph.received(events=False), BLOG_PIXEL) == 0
+    assert unique_at(graph, BLOG_PIXEL) == 0
     assert "expired-token" not in worker.log()
     assert worker.terminate() == 0
 
@@ -202,21 +203,19 @@ def test_worker_killed_mid_stream_delivers_every_event_at_least_once_after_resta
     config = pipeline.config(batching={"max_events": 100})
     first = pipeline.start_worker(config)
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 300,
+        lambda: unique_at(graph, SHOP_PIXEL) >= 300,
         120,
         "the first deliveries",
         first.log,
     )
     first.kill()
-    assert unique_events(graph.received(events=False), SHOP_PIXEL) < 3000
+    assert unique_at(graph, SHOP_PIXEL) < 3000
 
     second = pipeline.start_worker(config)
 
-    def delivered() -> bool:
-        received = graph.received(events=False)
-        return all(unique_events(received, p) == 3000 for p in (SHOP_PIXEL, BLOG_PIXEL))
-
-    wait_until(delivered, 120, "every event after the restart", second.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 3000), 120, "every event after the restart", second.log
+    )
     wait_until(pipeline.all_committed, 60, "offsets committed", second.log)
     assert second.terminate() == 0
 
@@ -232,7 +231,7 @@ def test_sigterm_flushes_in_flight_batches_and_a_restart_resends_nothing(
     )
     first = pipeline.start_worker(config)
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 100,
+        lambda: unique_at(graph, SHOP_PIXEL) >= 100,
         120,
         "deliveries under way",
         first.log,
@@ -245,11 +244,9 @@ def test_sigterm_flushes_in_flight_batches_and_a_restart_resends_nothing(
 
     second = pipeline.start_worker(config)
 
-    def delivered() -> bool:
-        received = graph.received(events=False)
-        return all(unique_events(received, p) == 2000 for p in (SHOP_PIXEL, BLOG_PIXEL))
-
-    wait_until(delivered, 120, "the rest after the restart", second.log)
+    wait_until(
+        lambda: delivered_to_both(graph, 2000), 120, "the rest after the restart", second.log
+    )
     received = graph.received(events=False)["pixels"]
     assert received[SHOP_PIXEL]["duplicates"] == {}, "a restart re-sent acknowledged events"
     assert received[BLOG_PIXEL]["duplicates"] == {}
@@ -271,7 +268,7 @@ def test_avro_records_are_delivered_and_undecodable_avro_is_dead_lettered(
         pipeline.config(decoding={"format": "avro", "avro_schema": str(DEFAULT_AVRO_SCHEMA)})
     )
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 300,
+        lambda: unique_at(graph, SHOP_PIXEL) == 300,
         120,
         "the Avro events",
         worker.log,
@@ -292,18 +289,19 @@ def test_a_worker_joining_late_takes_over_partitions_without_losing_events(
     config = pipeline.config(batching={"max_events": 100, "max_pending_events": 400})
     first = pipeline.start_worker(config)
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) >= 200,
+        lambda: unique_at(graph, SHOP_PIXEL) >= 200,
         120,
         "the first worker's deliveries",
         first.log,
     )
     second = pipeline.start_worker(config)
 
-    def delivered() -> bool:
-        received = graph.received(events=False)
-        return all(unique_events(received, p) == 3000 for p in (SHOP_PIXEL, BLOG_PIXEL))
-
-    wait_until(delivered, 120, "every event with two workers", lambda: first.log() + second.log())
+    wait_until(
+        lambda: delivered_to_both(graph, 3000),
+        120,
+        "every event with two workers",
+        lambda: first.log() + second.log(),
+    )
     wait_until(pipeline.all_committed, 60, "offsets committed", second.log)
     # The cooperative rebalance finishes in two rounds and may complete after the last delivery:
     # wait for the hand-over itself rather than assume it happened before the backlog drained.
@@ -337,7 +335,7 @@ def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
     worker = pipeline.start_worker(pipeline.config(destinations=shop_only))
 
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 60,
+        lambda: unique_at(graph, SHOP_PIXEL) == 60,
         60,
         "the 60 events",
         worker.log,
@@ -354,21 +352,13 @@ def test_events_with_their_own_test_event_code_are_posted_apart_with_that_code(
 def test_metrics_and_health_endpoints_report_the_running_worker(
     pipeline: WorkerRig, graph: EmulatorClient
 ) -> None:
-    import urllib.error
-    import urllib.request
 
     from worker.sandbox.broker import free_port
 
     port = free_port()
 
     def get(path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-                return reply.status, reply.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-        except OSError:
-            return 0, ""
+        return local_get(port, path)
 
     # Six visitors whose consent manager switched the destination off: skipped, counted.
     switched_off = [
@@ -385,7 +375,7 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
     wait_until(lambda: get("/livez")[0] == 200, 60, "/livez", worker.log)
     wait_until(lambda: get("/readyz")[0] == 200, 60, "/readyz after joining", worker.log)
     wait_until(
-        lambda: unique_events(graph.received(events=False), SHOP_PIXEL) == 100,
+        lambda: unique_at(graph, SHOP_PIXEL) == 100,
         120,
         "the events",
         worker.log,
@@ -403,7 +393,7 @@ def test_metrics_and_health_endpoints_report_the_running_worker(
             f'capi_events_skipped_total{{destination="{name}",reason="integration_disabled"}} 6.0'
             in text
         )
-    assert unique_events(graph.received(events=False), SHOP_PIXEL) == 100
+    assert unique_at(graph, SHOP_PIXEL) == 100
     # Match quality, counted from what the events carry: every sample event has an email, some
     # a phone, some the pixel's _fbp cookie.
     events = [orjson.loads(value) for value in valid]
@@ -447,4 +437,4 @@ def test_circuit_breaker_stops_the_worker_instead_of_dead_lettering_the_stream(
     assert 0 < len(dead) < 50, "the stream was not emptied into the dead-letter topic"
     committed = committed_offsets(pipeline.bootstrap, pipeline.group, pipeline.source)
     assert committed.get(0, 0) <= len(dead), "nothing past the tripping record is committed"
-    assert unique_events(graph.received(events=False), SHOP_PIXEL) == 0
+    assert unique_at(graph, SHOP_PIXEL) == 0

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import yaml
 
+from worker.sandbox.emulator_client import EmulatorClient
 from worker.sandbox.sample_events import sample_event
 
 SHOP_PIXEL, SHOP_TOKEN = "1111111111", "shop-token"
@@ -139,3 +140,14 @@ def valid_events(count: int, prefix: str, now: float | None = None) -> list[byte
 
 def unique_events(received: dict[str, Any], pixel: str) -> int:
     return int(received.get("pixels", {}).get(pixel, {}).get("unique_events", 0))
+
+
+def unique_at(graph: EmulatorClient, pixel: str) -> int:
+    """Unique events (by event_name and event_id) the emulator accepted for `pixel` so far."""
+    return unique_events(graph.received(events=False), pixel)
+
+
+def delivered_to_both(graph: EmulatorClient, count: int) -> bool:
+    """Both pixels accepted exactly `count` unique events."""
+    received = graph.received(events=False)
+    return all(unique_events(received, pixel) == count for pixel in (SHOP_PIXEL, BLOG_PIXEL))

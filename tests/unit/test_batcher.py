@@ -105,3 +105,37 @@ def test_events_with_their_own_test_event_code_are_batched_apart() -> None:
     assert (ready.test_event_code, len(ready)) == ("TEST1", 2)
     drained = {batch.test_event_code: len(batch) for batch in batcher.drain()}
     assert drained == {None: 1, "TEST2": 1}
+
+
+def test_a_batch_cut_early_does_not_make_the_next_batch_of_its_pixel_due_early() -> None:
+    clock = FakeClock()
+    batcher = PixelBatcher(max_events=2, max_bytes=10_000, linger_seconds=1, clock=clock)
+    shop = _destination("shop")
+    batcher.add(shop, *_event())
+    assert len(batcher.add(shop, *_event())) == 1  # cut by count at t=0
+    clock.now = 0.5
+    batcher.add(shop, *_event())  # a new batch, due at 1.5
+    clock.now = 1.0
+    assert batcher.due() == []
+    clock.now = 1.5
+    [due] = batcher.due()
+    assert due.opened_at == 0.5
+    assert batcher.buffered_events == 0
+
+
+def test_due_batches_come_oldest_first_and_never_by_looking_at_every_open_batch() -> None:
+    class NoScan(dict[Any, Any]):
+        def _refuse(self, *_: Any) -> Any:
+            raise AssertionError("the batcher looked at every open batch")
+
+        __iter__ = items = values = keys = _refuse
+
+    clock = FakeClock()
+    batcher = PixelBatcher(max_events=10, max_bytes=10_000, linger_seconds=1, clock=clock)
+    batcher._open = NoScan()
+    for index in range(10_000):
+        clock.now = index / 10_000
+        batcher.add(_destination(f"pixel-{index}"), *_event())
+    clock.now = 1.00015  # the first two batches are due, 9,998 are not
+    assert [batch.destination.name for batch in batcher.due()] == ["pixel-0", "pixel-1"]
+    assert batcher.buffered_events == 9_998

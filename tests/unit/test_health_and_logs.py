@@ -1,12 +1,11 @@
 import asyncio
 import logging
 import time
-import urllib.error
-import urllib.request
 
 import orjson
 
 import worker.telemetry.metrics  # noqa: F401  (registers the capi_* metrics)
+from tests.support.http import local_get
 from worker.telemetry.health import HealthChecks, heartbeat_check, start_health_server
 from worker.telemetry.logs import JsonLinesFormatter
 
@@ -26,11 +25,7 @@ def test_health_port_answers_503_when_not_ready_and_serves_metrics() -> None:
         loop = asyncio.get_running_loop()
 
         def fetch(path: str) -> tuple[int, str]:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                    return r.status, r.read().decode()
-            except urllib.error.HTTPError as error:
-                return error.code, error.read().decode()
+            return local_get(port, path)
 
         try:
             live = await loop.run_in_executor(None, fetch, "/livez")

@@ -204,14 +204,20 @@ def test_cache_is_bounded_and_hit_on_repeats() -> None:
 
     first = normalize_and_hash("em", "repeat@example.com")
     assert normalize_and_hash("em", "repeat@example.com") == first
+    assert normalize_and_hash("em", "not an email") is None
+    assert normalize_and_hash("em", "not an email") is None  # "nothing usable" is cached too
     info = hash_cache_info()
-    assert (info.hits, info.misses, info.currsize) == (1, 1, 1)
+    assert (info.misses, info.currsize) == (2, 2)
 
     for i in range(HASH_CACHE_SIZE + 500):
         normalize_and_hash("external_id", f"user-{i}")
-    assert hash_cache_info().currsize == HASH_CACHE_SIZE
+        assert hash_cache_info().currsize <= HASH_CACHE_SIZE
+    # Full, it was emptied once and filled again: the values are still right.
+    assert normalize_and_hash("external_id", "user-3") == sha("user-3")
+    assert normalize_and_hash("em", "repeat@example.com") == first
+    assert hash_cache_info().misses == HASH_CACHE_SIZE + 500 + 4
     clear_hash_cache()
-    assert hash_cache_info().currsize == 0
+    assert hash_cache_info() == (0, HASH_CACHE_SIZE, 0)
 
 
 def test_cache_keys_on_field_as_well_as_value() -> None:

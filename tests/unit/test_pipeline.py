@@ -118,3 +118,56 @@ def test_the_routed_results_of_a_redriven_record_hold_its_one_destination_only()
     assert [(d.name, type(r)) for d, r in results] == [("blog", Mapped)]
     gone = [("capi.redrive.only_destination", b"renamed")]
     assert map_routed(_PAGE, gone, DestinationSet(_FANOUT), 1_700_000_000) == []
+
+
+def _website_event() -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "u-1",
+        "timestamp": "2023-11-14T22:13:00Z",
+        "context": {"userAgent": "Mozilla/5.0", "page": {"url": "https://shop.example/"}},
+        "properties": {"revenue": 10, "currency": "USD"},
+    }
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_the_contract_check_of_mapped_events_runs_only_when_mapping_verify_contract_is_on(
+    verify: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.mapping.event as event_module
+    from worker.capi.contract import ContractViolation
+
+    checked: list[dict[str, Any]] = []
+
+    def refuse_everything(event: dict[str, Any], now: float, **_: Any) -> ContractViolation:
+        checked.append(event)
+        return ContractViolation(100, None, "Invalid parameter", "Bad event", "refused")
+
+    # The mapping's rules keep every event within the contract, so a refusing check stands in
+    # for the event that would slip through.
+    monkeypatch.setattr(event_module, "validate_event", refuse_everything)
+    destinations = DestinationSet([_destination()], verify_contract=verify)
+
+    (result,) = map_for_destinations(_website_event(), None, destinations, 1_700_000_000.0)
+
+    if verify:
+        assert result == Invalid("meta_contract_violation", "refused")
+        assert len(checked) == 1
+    else:
+        assert isinstance(result, Mapped)
+        assert checked == []
+
+
+def test_verify_contract_comes_from_the_mapping_section_of_the_settings() -> None:
+    from worker.config import parse_settings
+
+    raw = {
+        "kafka": {"bootstrap_servers": "b:9092", "topics": ["t"], "dead_letter_topic": "d"},
+        "destinations": [{"name": "shop", "pixel_id": "1", "access_token": "t"}],
+    }
+    default = parse_settings(raw, env={})
+    assert default.mapping.verify_contract is False
+    assert not DestinationSet.from_settings(default).plans[0].verify_contract
+    on = parse_settings({**raw, "mapping": {"verify_contract": True}}, env={})
+    assert DestinationSet.from_settings(on).plans[0].verify_contract

@@ -1,14 +1,15 @@
 """`capi-worker bench`: parse the flags, run the parts asked for, print and save the figures.
 
-    capi-worker bench [--runs 3] [--seed 1] [--events 500000] [--only mapping|e2e|latency|scaling]
-                      [--quick] [--out FILE]
+    capi-worker bench [--runs 3] [--seed 1] [--events 500000]
+                      [--only mapping|destinations|e2e|latency|scaling] [--quick] [--out FILE]
     capi-worker bench --only soak [--events 1000000] [--poison-ratio 0.01] [--no-faults] ...
 
-Parts, in this order: `mapping` (the mapping stage in process), `e2e` (one worker draining a
-pre-produced topic), `scaling` (1 and N worker processes), `latency` (steady produce rate).
-The last three share one embedded broker and one Graph API emulator, each in its own process.
-`soak` (soak.py: a long run with poison records and Graph faults, checked record by record)
-runs only when asked for, after the others, with its own report.
+Parts, in this order: `mapping` (the mapping stage in process), `destinations` (the mapping
+stage and `transform` with 1 to 10,000 destinations, worker/bench/destinations.py), `e2e` (one
+worker draining a pre-produced topic), `scaling` (1 and N worker processes), `latency` (steady
+produce rate). The last three share one embedded broker and one Graph API emulator, each in
+its own process. `soak` (soak.py: a long run with poison records and Graph faults, checked
+record by record) runs only when asked for, after the others, with its own report.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import end_to_end, latency, mapping_stage, scaling, soak
+from worker.compiled import mapping_line
+
+from . import destinations, end_to_end, latency, mapping_stage, scaling, soak
 from .corpus import Corpus, Mix, summary
 from .machine import machine, uptime
 from .report import log, print_report, write_report
 from .stack import Stack
 
-PARTS = ("mapping", "e2e", "scaling", "latency")
+PARTS = ("mapping", "destinations", "e2e", "scaling", "latency")
 SOAK = "soak"  # never a default part
 SOAK_EVENTS = 1_000_000
 RESULTS_DIR = Path("bench") / "results"
@@ -194,10 +197,16 @@ def run_parts(args: argparse.Namespace) -> int:
         "problems": [],
     }
     started = time.monotonic()
-    log(f"bench: parts {', '.join(args.parts)}, {args.runs} run(s) each; logs in {workdir}")
+    report["mapping_build"] = mapping_line()
+    log(
+        f"bench: parts {', '.join(args.parts)}, {args.runs} run(s) each; {mapping_line()}; "
+        f"logs in {workdir}"
+    )
     try:
         if "mapping" in args.parts:
             run_mapping_part(args, report)
+        if "destinations" in args.parts:
+            run_destinations_part(args, report, workdir)
         if {"e2e", "scaling", "latency"} & set(args.parts):
             with Stack(workdir, log=log) as stack:
                 if {"e2e", "scaling"} & set(args.parts):
@@ -231,8 +240,9 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
     for number in range(1, args.runs + 1):
         run = mapping_stage.run_mapping(values, settings, now)
         log(
-            f"mapping run {number}/{args.runs}: {run.events_per_second:,.0f} events/s "
-            f"({run.seconds:.2f}s for {run.events:,} events)"
+            f"mapping run {number}/{args.runs} \\[{mapping_line()}]: "
+            f"{run.events_per_cpu_second:,.0f} events per CPU second, "
+            f"{run.events_per_second:,.0f} events/s wall ({run.events:,} events)"
         )
         runs.append(run)
     section = mapping_stage.section(runs)
@@ -244,6 +254,16 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
         )
     report["mapping"] = section
     report.setdefault("corpus", section["corpus"])
+
+
+def run_destinations_part(args: argparse.Namespace, report: dict[str, Any], workdir: Path) -> None:
+    now = time.time()
+    corpus = Corpus(args.mapping_events, seed=args.seed, now=now, prefix="dest")
+    values = [record.value for record in corpus.records()]
+    log(f"destinations: {', '.join(f'{n:,}' for n in destinations.SIZES)}, fresh process each")
+    section, problems = destinations.run_part(values, now, workdir, args.runs)
+    report["destinations"] = section
+    report["problems"].extend(f"destinations: {problem}" for problem in problems)
 
 
 def run_drain_parts(

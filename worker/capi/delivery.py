@@ -192,6 +192,7 @@ class _Target:
     params: dict[str, str]
     body_suffix: bytes  # closes the data array, plus test_event_code when configured
     secret_values: tuple[str, ...]  # redacted from any message we build
+    metric_label: str  # the `destination` label of its series (see metrics.destination_label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +257,10 @@ class GraphDelivery:
         self._rng = rng or random.Random()
         self._timeout = aiohttp.ClientTimeout(total=graph.timeout_seconds)
         self._in_flight = asyncio.Semaphore(graph.max_concurrent_requests)
+        # Only pixels throttled right now: an entry goes once its time has passed.
         self._throttled_until: dict[str, float] = {}
-        self._targets: dict[tuple[str, str, str, str | None], _Target] = {}
+        # Destination name -> (the settings it was built from, the target).
+        self._targets: dict[str, tuple[DestinationSettings, _Target]] = {}
 
     async def deliver(
         self,
@@ -398,11 +401,11 @@ class GraphDelivery:
             raise _RetryableError(transport_error(_describe_client_error(exc))) from None
         finally:
             outcome = "transient" if result is None else _outcome_label(result)
-            metrics.GRAPH_REQUEST_SECONDS.labels(target.name, outcome).observe(
+            metrics.GRAPH_REQUEST_SECONDS.labels(target.metric_label, outcome).observe(
                 time.perf_counter() - started
             )
             if not isinstance(result, _Accepted):
-                metrics.GRAPH_ERRORS.labels(target.name, _error_code_label(result)).inc()
+                metrics.GRAPH_ERRORS.labels(target.metric_label, _error_code_label(result)).inc()
         if isinstance(result, GraphError) and result.is_retryable:
             if result.kind is ErrorKind.THROTTLED:
                 self._throttle(target.pixel_id, result.retry_after or 0.0)
@@ -412,13 +415,16 @@ class GraphDelivery:
     # -- the per-pixel throttle gate -----------------------------------------------------------
 
     async def _wait_until_unthrottled(self, pixel_id: str) -> None:
+        throttled = self._throttled_until
         waited_for = 0.0
-        while (until := self._throttled_until.get(pixel_id, 0.0)) > waited_for:
+        while (until := throttled.get(pixel_id, 0.0)) > waited_for:
             delay = until - self._clock()
             if delay <= 0:
-                return
+                break
             waited_for = until
             await self._sleep(delay)
+        if throttled.get(pixel_id, float("inf")) <= self._clock():
+            del throttled[pixel_id]
 
     def _throttle(self, pixel_id: str, seconds: float) -> None:
         """No request for this pixel before `seconds` from now (bounded by the retry budget)."""
@@ -455,7 +461,7 @@ class GraphDelivery:
     def _before_sleep(self, target: _Target, size: int) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
             error = _error_of(state)
-            metrics.GRAPH_RETRIES.labels(target.name, error.kind.name.lower()).inc()
+            metrics.GRAPH_RETRIES.labels(target.metric_label, error.kind.name.lower()).inc()
             if error.kind is ErrorKind.THROTTLED:
                 self._throttle(target.pixel_id, state.upcoming_sleep)
             _log_failed_request(
@@ -467,14 +473,15 @@ class GraphDelivery:
     # -- destinations and messages -------------------------------------------------------------
 
     def _target(self, destination: DestinationSettings) -> _Target:
+        """Built once per destination, again when its settings change (a reload: a rotated
+        token, another api_version or test_event_code)."""
+        known = self._targets.get(destination.name)
+        if known is not None and (known[0] is destination or known[0] == destination):
+            return known[1]
         token = destination.access_token.get_secret_value()
         secret = destination.app_secret.get_secret_value() if destination.app_secret else None
-        key = (destination.name, destination.pixel_id, token, secret)
-        target = self._targets.get(key)
-        if target is None:
-            target = _build_target(self._graph, destination, token, secret)
-            self._targets = {k: v for k, v in self._targets.items() if k[0] != destination.name}
-            self._targets[key] = target
+        target = _build_target(self._graph, destination, token, secret)
+        self._targets[destination.name] = (destination, target)
         return target
 
     def _explain(self, target: _Target, sent: _Sent) -> tuple[str, str]:
@@ -527,6 +534,7 @@ def _build_target(
     if secret is not None:
         params["appsecret_proof"] = appsecret_proof(token, secret)
     return _Target(
+        metric_label=metrics.destination_label(destination.name),
         name=destination.name,
         pixel_id=destination.pixel_id,
         url=f"{graph.url.rstrip('/')}/{version}/{destination.pixel_id}/events",

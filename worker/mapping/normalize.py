@@ -10,7 +10,7 @@ Public API:
 * `normalize(field, value)`: the normalised plaintext (or an already-hashed value, lowercased),
   or None when nothing usable is left.
 * `normalize_and_hash(field, value, *, prehashed=False)`: the lowercase SHA-256 hex of that,
-  or None. Results are memoised in a bounded LRU (`HASH_CACHE_SIZE` entries).
+  or None. Results are memoised in a bounded cache (`HASH_CACHE_SIZE` entries).
 * `is_sha256_hex(value)`, `hash_cache_info()`, `clear_hash_cache()`.
 
 Neither function raises, whatever the input type: strings, ints and integral floats are
@@ -26,17 +26,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, NamedTuple
 
 from worker.mapping.geo import COUNTRY_BY_KEY, COUNTRY_CODES, US_STATE_BY_KEY, US_STATE_CODES
 from worker.mapping.geo import name_key as _name_key
 
-if TYPE_CHECKING:
-    from functools import _CacheInfo
-
-
-#: Entries kept in the (field, value) -> hash LRU cache.
+#: Entries kept in the (field, value) -> hash cache, all fields together.
 HASH_CACHE_SIZE: Final = 65536
 #: Longer inputs are dropped: no email, phone, name or id is this long.
 MAX_VALUE_LENGTH: Final = 1024
@@ -282,12 +277,30 @@ def normalize(field: str, value: Any) -> str | None:
     return prepared.decode() if isinstance(prepared, bytes) else prepared
 
 
-@lru_cache(maxsize=HASH_CACHE_SIZE)
-def _hash_text(field: str, text: str) -> str | None:
+class HashCacheInfo(NamedTuple):
+    misses: int  # values normalised and hashed since the cache was last emptied by hand
+    maxsize: int
+    currsize: int
+
+
+# field -> value as received -> its digest, or "" when nothing usable is left. A plain dict per
+# field (no key tuple, no LRU bookkeeping); all of them together hold at most HASH_CACHE_SIZE
+# entries and are emptied together when full: the identifiers that repeat (a returning user, a
+# city, a country) are back after one event each.
+_hash_caches: Final[dict[str, dict[str, str]]] = {field: {} for field in _RULES}
+_cache_stats: Final[list[int]] = [0, 0]  # [entries, misses]
+
+
+def _hash_miss(cache: dict[str, str], field: str, text: str) -> str | None:
     prepared = _prepare(_RULES[field], text)
-    if isinstance(prepared, bytes):
-        return hashlib.sha256(prepared).hexdigest()
-    return prepared
+    digest = hashlib.sha256(prepared).hexdigest() if isinstance(prepared, bytes) else prepared
+    stats = _cache_stats
+    if stats[0] >= HASH_CACHE_SIZE:
+        _empty_caches()
+    stats[0] += 1
+    stats[1] += 1
+    cache[text] = digest or ""
+    return digest
 
 
 def normalize_and_hash(field: str, value: Any, *, prehashed: bool = False) -> str | None:
@@ -303,22 +316,38 @@ def normalize_and_hash(field: str, value: Any, *, prehashed: bool = False) -> st
     either another digest (hashing it again can never match) or a contract breach we should
     not guess about. Never raises.
     """
+    cache = _hash_caches.get(field)
+    if cache is None:
+        return None
     if type(value) is str and not prehashed and len(value) <= MAX_VALUE_LENGTH:
-        return _hash_text(field, value) if field in _RULES else None  # the common case
+        digest = cache.get(value)  # the common case
+        if digest is not None:
+            return digest or None
+        return _hash_miss(cache, field, value)
     text = _as_text(value)
-    if text is None or field not in _RULES:
+    if text is None:
         return None
     if prehashed:
         text = text.strip().lower()
         return text if is_sha256_hex(text) else None
-    return _hash_text(field, text)
+    digest = cache.get(text)
+    if digest is not None:
+        return digest or None
+    return _hash_miss(cache, field, text)
 
 
-def hash_cache_info() -> _CacheInfo:
-    """Hits, misses, maxsize and current size of the hash cache (for metrics and tests)."""
-    return _hash_text.cache_info()
+def hash_cache_info() -> HashCacheInfo:
+    """Values hashed (misses), maxsize and current size of the hash cache (bench and tests)."""
+    return HashCacheInfo(_cache_stats[1], HASH_CACHE_SIZE, _cache_stats[0])
 
 
 def clear_hash_cache() -> None:
-    """Empty the hash cache."""
-    _hash_text.cache_clear()
+    """Empty the hash cache and reset its miss count."""
+    _empty_caches()
+    _cache_stats[1] = 0
+
+
+def _empty_caches() -> None:
+    for cache in _hash_caches.values():
+        cache.clear()
+    _cache_stats[0] = 0

@@ -43,9 +43,14 @@ class DestinationPlan:
     pii_actions: dict[str, bool]
     integration_names: tuple[str, ...]
     required_consent: tuple[str, ...]
+    # Check every built event against Meta's contract (worker.capi.contract) before it is
+    # handed on: `mapping.verify_contract` in the worker; always for a plan built by map_event.
+    verify_contract: bool = False
 
 
-def build_plan(destination: DestinationSettings) -> DestinationPlan:
+def build_plan(
+    destination: DestinationSettings, *, verify_contract: bool = False
+) -> DestinationPlan:
     folded = {name.casefold(): meta for name, meta in DEFAULT_EVENTS_TO_STANDARD.items()}
     folded.update((name.casefold(), meta) for name, meta in destination.events_to_standard.items())
     value_field = destination.value_field_identifier.strip()
@@ -72,6 +77,7 @@ def build_plan(destination: DestinationSettings) -> DestinationPlan:
         pii_actions=_pii_actions(destination),
         integration_names=tuple(destination.integration_names),
         required_consent=tuple(destination.required_consent_categories),
+        verify_contract=verify_contract,
     )
 
 

@@ -61,6 +61,7 @@ def compare(old: DestinationSet, new: DestinationSet) -> DestinationChanges:
 
 
 ApplyDestinations = Callable[[DestinationSet, DestinationChanges], None]
+RELOAD_RESULTS = ("applied", "refused")  # capi_config_reloads_total{result}
 
 
 class DestinationReloader:
@@ -83,6 +84,8 @@ class DestinationReloader:
         # None: the first interval check reads the files (a restarted process may have been
         # handed settings older than them).
         self._seen: Fingerprint | None = None
+        for result in RELOAD_RESULTS:  # at zero from start-up: the first refusal shows in rates
+            metrics.CONFIG_RELOADS.labels(result)
 
     def request(self) -> None:
         """SIGHUP: reload now, whatever the fingerprint says."""
@@ -145,7 +148,7 @@ class DestinationReloader:
 
     def _load(self) -> tuple[Settings, DestinationSet]:
         settings = load_settings(self._source.config_path)
-        return settings, DestinationSet(settings.destinations)
+        return settings, DestinationSet.from_settings(settings)
 
     def _fingerprint(self) -> Fingerprint:
         paths: list[Path] = [self._source.config_path]

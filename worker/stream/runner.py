@@ -77,6 +77,7 @@ class Worker:
         self.settings = settings
         self._gate = gate
         self._on_health_port = on_health_port  # told the bound port (the supervisor's children)
+        metrics.label_destinations(settings.metrics.destination_labels)
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._kafka = KafkaThread()
@@ -93,7 +94,7 @@ class Worker:
         )
         #: The route-and-map stage; `route_and_map.replace_destinations` swaps the destination
         #: set between two records (a reload).
-        self.route_and_map = RouteAndMap(DestinationSet(settings.destinations))
+        self.route_and_map = RouteAndMap(DestinationSet.from_settings(settings))
         self.stats.expect(self.route_and_map.destinations)
         self._reloader = (
             None

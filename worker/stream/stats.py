@@ -14,6 +14,8 @@ from worker.capi.graph_errors import ErrorKind
 from worker.config import DestinationSettings
 from worker.telemetry import metrics
 
+label = metrics.destination_label
+
 RETRIED_KINDS = (ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
 AUTH_REASONS = (reasons.INVALID_TOKEN, reasons.PERMISSION_DENIED)
 
@@ -35,9 +37,11 @@ class WorkerStats:
         """Export at zero, from start-up, each destination's series that the alerts take
         increases of (deliveries, throttled and transient retries, token and permission dead
         letters): a counter born with its first increment shows that increment to no rate()."""
-        for destination in destinations:
-            name = destination.name
-            metrics.EVENTS_DELIVERED.labels(name, destination.pixel_id)
+        labels = {
+            (label(destination.name), label(destination.pixel_id)) for destination in destinations
+        }
+        for name, pixel_id in labels:
+            metrics.EVENTS_DELIVERED.labels(name, pixel_id)
             for kind in RETRIED_KINDS:
                 metrics.GRAPH_RETRIES.labels(name, kind.name.lower())
             for reason in AUTH_REASONS:
@@ -53,26 +57,26 @@ class WorkerStats:
 
     def count_skipped(self, destination: str, reason: str) -> None:
         self.skipped[reason] += 1
-        metrics.EVENTS_SKIPPED.labels(destination, reason).inc()
+        metrics.EVENTS_SKIPPED.labels(label(destination), reason).inc()
 
     def count_batch(self, destination: str, events: int) -> None:
         self.batches += 1
-        metrics.BATCH_SIZE.labels(destination).observe(events)
+        metrics.BATCH_SIZE.labels(label(destination)).observe(events)
 
     def count_delivered(
         self, destination: str, pixel_id: str, events: int, keys: Counter[str] | None = None
     ) -> None:
         """`events` delivered; `keys`: how many of them carried each user_data key."""
         self.delivered[destination] += events
-        metrics.EVENTS_DELIVERED.labels(destination, pixel_id).inc(events)
+        metrics.EVENTS_DELIVERED.labels(label(destination), label(pixel_id)).inc(events)
         if keys:
             self.user_data_keys.setdefault(destination, Counter()).update(keys)
             for key, count in keys.items():
-                metrics.USER_DATA_KEYS.labels(destination, key).inc(count)
+                metrics.USER_DATA_KEYS.labels(label(destination), key).inc(count)
 
     def count_dead_lettered(self, destination: str | None, stage: str, reason: str) -> None:
         self.dead_lettered[f"{stage}/{reason}"] += 1
-        metrics.EVENTS_DEAD_LETTERED.labels(destination or "", stage, reason).inc()
+        metrics.EVENTS_DEAD_LETTERED.labels(label(destination or ""), stage, reason).inc()
 
     def summary(self) -> str:
         return (

@@ -1,12 +1,31 @@
 """Every Prometheus metric of the worker, declared once; what each one means is its help text.
 
-Label values are bounded: destination names come from the configuration, stages and reasons
-are the stable codes of the mapping, decoding and delivery stages.
+Label values are bounded: destination names come from the configuration (or are all `*` with
+`metrics.destination_labels: false`), stages and reasons are the stable codes of the mapping,
+decoding and delivery stages.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+#: The `destination` and `pixel_id` label value of every series when the configuration says
+#: `metrics.destination_labels: false`: one series for all destinations instead of one per
+#: destination (thousands of pixels would be thousands of series per metric).
+ALL_DESTINATIONS = "*"
+_per_destination = True
+
+
+def label_destinations(per_destination: bool) -> None:
+    """Whether series carry each destination's name and pixel id (once, at start-up)."""
+    global _per_destination
+    _per_destination = per_destination
+
+
+def destination_label(value: str) -> str:
+    """The label value for a destination name or pixel id ("" stays "": no destination)."""
+    return value if _per_destination or not value else ALL_DESTINATIONS
+
 
 RECORDS_CONSUMED = Counter(
     "capi_records_consumed", "Kafka records read from the source topics", ["topic"]

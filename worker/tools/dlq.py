@@ -573,7 +573,7 @@ def plan_pixel_redrive(
     from worker.pipeline import decode_record, map_for_destinations
 
     plan = _PixelPlan(record)
-    destinations = destination_set or DestinationSet(settings.destinations)
+    destinations = destination_set or DestinationSet.from_settings(settings)
     wanted = record.destination
     if wanted is not None and destinations.get(wanted) is None:
         plan.targets.append(
@@ -647,7 +647,7 @@ def redrive_to_pixel(
 
     decoder = build_decoder(settings.decoding)
     now = time.time()
-    destinations = DestinationSet(settings.destinations)
+    destinations = DestinationSet.from_settings(settings)
     plans = [plan_pixel_redrive(record, settings, decoder, now, destinations) for record in records]
     if not dry_run:
         asyncio.run(_deliver(settings, plans))

@@ -166,7 +166,7 @@ def dry_run(settings: Settings, gate: ReplayGate, console: Console) -> Counter[s
     gate.start_positions(consumer, partitions)
     consumer.assign(partitions)
     decoder = build_decoder(settings.decoding)
-    destinations = DestinationSet(settings.destinations)
+    destinations = DestinationSet.from_settings(settings)
     counts: Counter[str] = Counter()
     now = time.time()
     keys = list(gate.end_offsets)

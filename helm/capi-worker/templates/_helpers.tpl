@@ -56,6 +56,47 @@ app.kubernetes.io/component: worker
 {{- default (include "capi-worker.fullname" .) .Values.secrets.existingSecret -}}
 {{- end -}}
 
+{{/* Where the Secret is mounted (secrets.mode files) and where destinationsDir is mounted. */}}
+{{- define "capi-worker.secretsPath" -}}/run/secrets/capi-worker{{- end -}}
+{{- define "capi-worker.destinationsPath" -}}/etc/capi-worker-destinations{{- end -}}
+
+{{/* The ConfigMap mounted as destinations_dir: the user's, or the chart's own. */}}
+{{- define "capi-worker.destinationsConfigMap" -}}
+{{- default (printf "%s-destinations" (include "capi-worker.fullname" .)) .Values.destinationsDir.existingConfigMap -}}
+{{- end -}}
+
+{{/* Every destination the chart knows of: config.destinations, then destinationsDir's (as
+JSON: {"items": [...]}, read back with fromJson). */}}
+{{- define "capi-worker.allDestinations" -}}
+{{- $all := .Values.config.destinations | default list -}}
+{{- if .Values.destinationsDir.enabled -}}
+{{- $all = concat $all (.Values.destinationsDir.destinations | default list) -}}
+{{- end -}}
+{{- dict "items" $all | toJson -}}
+{{- end -}}
+
+{{/* One destination as the worker reads it: its values plus where its token (and app secret)
+come from, a file of the mounted Secret or a ${VAR} of the environment (as JSON). */}}
+{{- define "capi-worker.destinationWithSecrets" -}}
+{{- $root := .root -}}
+{{- $suffix := include "capi-worker.envSuffix" (.destination.name | toString) -}}
+{{- $entry := deepCopy .destination -}}
+{{- $files := eq $root.Values.secrets.mode "files" -}}
+{{- if $files -}}
+{{- $_ := set $entry "access_token_file" (printf "%s/CAPI_TOKEN_%s" (include "capi-worker.secretsPath" $root) $suffix) -}}
+{{- else -}}
+{{- $_ := set $entry "access_token" (printf "${CAPI_TOKEN_%s}" $suffix) -}}
+{{- end -}}
+{{- if include "capi-worker.hasAppSecret" (dict "root" $root "name" .destination.name) -}}
+{{- if $files -}}
+{{- $_ := set $entry "app_secret_file" (printf "%s/CAPI_APP_SECRET_%s" (include "capi-worker.secretsPath" $root) $suffix) -}}
+{{- else -}}
+{{- $_ := set $entry "app_secret" (printf "${CAPI_APP_SECRET_%s}" $suffix) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $entry -}}
+{{- end -}}
+
 {{/* Environment-variable suffix of a destination name: "eu-shop" -> "EU_SHOP". */}}
 {{- define "capi-worker.envSuffix" -}}
 {{- regexReplaceAll "[^A-Z0-9]" (upper .) "_" -}}
@@ -72,7 +113,7 @@ app.kubernetes.io/component: worker
 {{/* Every key the worker reads from the Secret in use, comma-separated. */}}
 {{- define "capi-worker.secretKeys" -}}
 {{- $keys := list -}}
-{{- range $d := .Values.config.destinations -}}
+{{- range $d := (include "capi-worker.allDestinations" . | fromJson).items -}}
 {{- $suffix := include "capi-worker.envSuffix" ($d.name | toString) -}}
 {{- $keys = append $keys (printf "CAPI_TOKEN_%s" $suffix) -}}
 {{- if include "capi-worker.hasAppSecret" (dict "root" $ "name" $d.name) -}}
@@ -108,8 +149,22 @@ secret references. Included by the workload template, so every render runs them.
 {{- if not $kafka.dead_letter_topic -}}
 {{- fail "capi-worker: set config.kafka.dead_letter_topic (where undeliverable records go)" -}}
 {{- end -}}
-{{- if not $cfg.destinations -}}
-{{- fail "capi-worker: set config.destinations (one entry per Meta pixel: name and pixel_id)" -}}
+{{- $dir := .Values.destinationsDir -}}
+{{- if not (or $cfg.destinations $dir.enabled) -}}
+{{- fail "capi-worker: set config.destinations (one entry per Meta pixel: name and pixel_id), or destinationsDir" -}}
+{{- end -}}
+{{- if $dir.enabled -}}
+{{- if ne .Values.secrets.mode "files" -}}
+{{- fail "capi-worker: destinationsDir needs secrets.mode files: a shop added later must find its token without a restart" -}}
+{{- end -}}
+{{- if not (or $dir.destinations $dir.existingConfigMap $cfg.destinations) -}}
+{{- fail "capi-worker: destinationsDir is enabled but has no destinations: set destinationsDir.destinations or destinationsDir.existingConfigMap" -}}
+{{- end -}}
+{{- range $d := $dir.destinations -}}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" ($d.name | toString)) -}}
+{{- fail (printf "capi-worker: destinationsDir destination %q: the name becomes a ConfigMap key (<name>.yaml): letters, digits, '-', '_' and '.' only" ($d.name | toString)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $metrics := $cfg.metrics | default dict -}}
 {{- if not $metrics.enabled -}}
@@ -126,7 +181,7 @@ secret references. Included by the workload template, so every render runs them.
 {{- end -}}
 {{- end -}}
 {{- $seen := dict -}}
-{{- range $d := $cfg.destinations -}}
+{{- range $d := (include "capi-worker.allDestinations" . | fromJson).items -}}
 {{- if or (hasKey $d "access_token") (hasKey $d "app_secret") -}}
 {{- fail (printf "capi-worker: destination %q: remove access_token/app_secret from config.destinations (the config is a ConfigMap, readable by anyone who can read the namespace); put them in secrets.accessTokens/appSecrets or in secrets.existingSecret" ($d.name | toString)) -}}
 {{- end -}}
@@ -174,14 +229,11 @@ secret references. Included by the workload template, so every render runs them.
 {{- end -}}
 {{- $destinations := list -}}
 {{- range $d := .Values.config.destinations -}}
-{{- $suffix := include "capi-worker.envSuffix" ($d.name | toString) -}}
-{{- $entry := deepCopy $d -}}
-{{- $_ := set $entry "access_token" (printf "${CAPI_TOKEN_%s}" $suffix) -}}
-{{- if include "capi-worker.hasAppSecret" (dict "root" $ "name" $d.name) -}}
-{{- $_ := set $entry "app_secret" (printf "${CAPI_APP_SECRET_%s}" $suffix) -}}
-{{- end -}}
-{{- $destinations = append $destinations $entry -}}
+{{- $destinations = append $destinations (include "capi-worker.destinationWithSecrets" (dict "root" $ "destination" $d) | fromJson) -}}
 {{- end -}}
 {{- $_ := set $cfg "destinations" $destinations -}}
+{{- if .Values.destinationsDir.enabled -}}
+{{- $_ := set $cfg "destinations_dir" (include "capi-worker.destinationsPath" .) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}

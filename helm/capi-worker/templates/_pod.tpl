@@ -3,10 +3,17 @@
 {{- $port := int (.Values.config.metrics.port | default 9100) -}}
 metadata:
   annotations:
-    # Rolls the pods when the worker's configuration (or the chart's Secret) changes.
+    # Rolls the pods when the worker's configuration changes. Not the destinationsDir
+    # ConfigMap, nor tokens mounted as files (secrets.mode files): the worker reloads those
+    # live. With secrets.mode env, a change of the chart's Secret rolls the pods; with files,
+    # only a change of secrets.extraEnv (still environment variables) does.
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
     {{- if not .Values.secrets.existingSecret }}
+    {{- if eq .Values.secrets.mode "files" }}
+    checksum/secret-env: {{ .Values.secrets.extraEnv | default dict | toJson | sha256sum }}
+    {{- else }}
     checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+    {{- end }}
     {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
@@ -50,6 +57,7 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.namespace
+        {{- if eq .Values.secrets.mode "env" }}
         {{- range $d := .Values.config.destinations }}
         {{- $suffix := include "capi-worker.envSuffix" ($d.name | toString) }}
         - name: CAPI_TOKEN_{{ $suffix }}
@@ -63,6 +71,7 @@ spec:
             secretKeyRef:
               name: {{ include "capi-worker.secretName" $ }}
               key: CAPI_APP_SECRET_{{ $suffix }}
+        {{- end }}
         {{- end }}
         {{- end }}
         {{- range $name := include "capi-worker.extraSecretEnvNames" . | splitList "," | compact }}
@@ -113,6 +122,19 @@ spec:
         - name: config
           mountPath: /etc/capi-worker
           readOnly: true
+        {{- if eq .Values.secrets.mode "files" }}
+        # Tokens and app secrets, one file per key of the Secret; kubelet refreshes them when
+        # the Secret changes and the worker reads them again at its next reload.
+        - name: secrets
+          mountPath: {{ include "capi-worker.secretsPath" . }}
+          readOnly: true
+        {{- end }}
+        {{- if .Values.destinationsDir.enabled }}
+        # One file per shop: the worker's destinations_dir, reloaded live.
+        - name: destinations
+          mountPath: {{ include "capi-worker.destinationsPath" . }}
+          readOnly: true
+        {{- end }}
         # The root filesystem is read-only; /tmp is the only writable place.
         - name: tmp
           mountPath: /tmp
@@ -123,6 +145,17 @@ spec:
     - name: config
       configMap:
         name: {{ include "capi-worker.fullname" . }}
+    {{- if eq .Values.secrets.mode "files" }}
+    - name: secrets
+      secret:
+        secretName: {{ include "capi-worker.secretName" . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- if .Values.destinationsDir.enabled }}
+    - name: destinations
+      configMap:
+        name: {{ include "capi-worker.destinationsConfigMap" . }}
+    {{- end }}
     - name: tmp
       emptyDir:
         {{- with .Values.tmpSizeLimit }}
