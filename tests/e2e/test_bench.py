@@ -185,6 +185,11 @@ def test_bench_quick_prints_the_figures_and_writes_them_as_json(tmp_path: Path) 
     assert report["mapping_build"].startswith(f"mapping: {build}")
     assert result.stdout.count(f"[mapping: {build}]") >= 2
     assert _positive(mapping["events_per_cpu_second"])
+    # Meta's SDK objects on the same corpus, in the same process: the same events get through.
+    peer = mapping["sdk_peer"]
+    assert _positive(peer["events_per_cpu_second"]) and _positive(peer["ratio"])
+    assert peer["outcomes"]["mapped"] == mapping["outcomes"]["mapped"]
+    assert "mapping / Meta SDK" in result.stdout
     assert _positive(e2e["delivered_per_worker_cpu_second"])
 
 

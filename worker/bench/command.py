@@ -25,7 +25,7 @@ from typing import Any
 
 from worker.compiled import mapping_line
 
-from . import destinations, end_to_end, latency, mapping_stage, scaling, soak
+from . import destinations, end_to_end, latency, mapping_stage, scaling, sdk_peer, soak
 from .corpus import Corpus, Mix, summary
 from .machine import machine, uptime
 from .report import log, print_report, write_report
@@ -237,6 +237,8 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
     values = [record.value for record in records]
     settings = mapping_stage.bench_settings(batching(args))
     runs = []
+    peer_runs = []
+    peer = sdk_peer.sdk_available()
     for number in range(1, args.runs + 1):
         run = mapping_stage.run_mapping(values, settings, now)
         log(
@@ -245,7 +247,16 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
             f"{run.events_per_second:,.0f} events/s wall ({run.events:,} events)"
         )
         runs.append(run)
+        if peer:  # interleaved with the mapping runs: both see the same machine load
+            peer_run = sdk_peer.run_sdk(values, now)
+            log(
+                f"Meta SDK peer run {number}/{args.runs}: "
+                f"{peer_run.events_per_cpu_second:,.0f} events per CPU second"
+            )
+            peer_runs.append(peer_run)
     section = mapping_stage.section(runs)
+    if peer_runs:
+        section["sdk_peer"] = sdk_peer.section(peer_runs, runs)
     section["corpus"] = summary(corpus, records)
     expected = {"mapped": corpus.valid_count}
     if section["outcomes"].get("mapped") != expected["mapped"]:

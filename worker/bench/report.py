@@ -82,6 +82,16 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
             rows.append(("  per event (CPU)", mapping["cpu_microseconds_per_event"], "µs"))
             for stage, summary in mapping["stage_cpu_microseconds_per_event"].items():
                 rows.append((f"    {stage}", summary, "µs"))
+        peer = mapping.get("sdk_peer")
+        if peer:
+            rows.append(
+                (
+                    "  Meta SDK objects, same corpus: per CPU second",
+                    peer["events_per_cpu_second"],
+                    "events/s",
+                )
+            )
+            rows.append(("  mapping / Meta SDK", peer["ratio"], "x"))
         rows.append(("  per event (wall)", mapping["microseconds_per_event"], "µs"))
         for stage, summary in mapping["stage_microseconds_per_event"].items():
             rows.append((f"    {stage}", summary, "µs"))
