@@ -21,14 +21,8 @@ from typing import Any
 
 import orjson
 
-STANDARD_NAMES = {
-    "Order Completed": "Purchase",
-    "Product Added": "AddToCart",
-    "Product List Viewed": "ViewContent",
-    "Product Viewed": "ViewContent",
-    "Products Searched": "Search",
-    "Checkout Started": "InitiateCheckout",
-}
+from worker.mapping.plan import DEFAULT_EVENTS_TO_STANDARD as STANDARD_NAMES
+
 MAX_AGE_SECONDS = 7 * 86_400
 
 
