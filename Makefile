@@ -84,6 +84,6 @@ bench: install
 	$(BIN)/capi-worker bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info build
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis *.egg-info build
 	find worker -name '*.so' -delete
 	rm -f $(COMPILED_RECORD)

@@ -28,6 +28,7 @@ from worker.bench.corpus import (
 )
 from worker.bench.mapping_stage import bench_settings, run_mapping
 from worker.bench.report import percentile, summarise
+from worker.compiled import mapping_build
 
 NOW = 1_800_000_000.0
 CLI = [sys.executable, "-m", "worker.cli"]
@@ -178,6 +179,18 @@ def test_bench_quick_prints_the_figures_and_writes_them_as_json(tmp_path: Path) 
     assert details["exit_codes"] == [0]
     assert "mapping stage, 1 core" in result.stdout and "end to end, 1 worker" in result.stdout
     assert "latency" not in report and "scaling" not in report
+    # Which build of the mapping made each figure: the bench's own, and what the worker logged.
+    build, _ = mapping_build()
+    assert mapping["mapping_build"] == e2e["mapping_build"] == build
+    assert report["mapping_build"].startswith(f"mapping: {build}")
+    assert result.stdout.count(f"[mapping: {build}]") >= 2
+    assert _positive(mapping["events_per_cpu_second"])
+    # Meta's SDK objects on the same corpus, in the same process: the same events get through.
+    peer = mapping["sdk_peer"]
+    assert _positive(peer["events_per_cpu_second"]) and _positive(peer["ratio"])
+    assert peer["outcomes"]["mapped"] == mapping["outcomes"]["mapped"]
+    assert "mapping / Meta SDK" in result.stdout
+    assert _positive(e2e["delivered_per_worker_cpu_second"])
 
 
 def test_the_destinations_part_measures_each_size_in_its_own_process(tmp_path: Path) -> None:

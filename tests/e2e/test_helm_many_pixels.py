@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 from helm_python import HelmRenderError
@@ -26,9 +25,8 @@ from tests.e2e.test_helm_chart import (
     merged,
     render,
 )
+from tests.support.kubernetes import validate_strictly
 
-# A current release (helm-python-sdk renders with its capabilities).
-KUBERNETES_VERSION = "1.36"
 DESTINATIONS_CM = f"{FULLNAME}-destinations"
 
 SHOPS: dict[str, Any] = {
@@ -210,15 +208,7 @@ def test_every_rendered_object_is_valid_kubernetes_strictly(chart: Chart, values
             MINIMAL, {"workload": {"kind": "StatefulSet"}, "secrets": {"mode": "env"}}
         ),
     }[values]
-    rendered = render(chart, chosen)
-    checked, skipped = set(), set()
-    for obj in rendered.objects:
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
-            skipped.add(obj["kind"])
-        else:
-            checked.add(obj["kind"])
+    checked, skipped = validate_strictly(render(chart, chosen).objects)
     assert "NetworkPolicy" in checked
     assert checked & {"Deployment", "StatefulSet"}
     # Custom resources have no schema in Kubernetes' OpenAPI (ServiceMonitor, ScaledObject).

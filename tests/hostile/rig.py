@@ -9,17 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from tests.kafka_helpers import Record
 from tests.support.rig import WorkerRig
+from tests.support.schema_registry import Registry
 from tests.support.worker import BLOG_PIXEL, BLOG_TOKEN, SHOP_PIXEL, SHOP_TOKEN, merged
 from tests.support.worker import write_config as support_write_config
 
@@ -209,35 +206,7 @@ def produce_raw_headers(
 
 @contextmanager
 def schema_registry(schemas: Mapping[int, dict[str, Any]]) -> Iterator[str]:
-    """A Confluent-compatible registry on a real socket: GET /schemas/ids/{id}, 404 otherwise.
-    Yields its URL."""
-    requested: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requested.append(self.path)
-            prefix = "/schemas/ids/"
-            schema_id = self.path[len(prefix) :] if self.path.startswith(prefix) else ""
-            schema = schemas.get(int(schema_id)) if schema_id.isdigit() else None
-            if schema is None:
-                body = orjson.dumps({"error_code": 40403, "message": "Schema not found"})
-                self.send_response(404)
-            else:
-                body = orjson.dumps({"schema": orjson.dumps(schema).decode()})
-                self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A Confluent-compatible registry on a real socket (`tests.support.schema_registry`):
+    GET /schemas/ids/{id}, 404 otherwise. Yields its URL."""
+    with Registry(dict(schemas)) as registry:
+        yield registry.url

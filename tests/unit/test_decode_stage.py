@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from tests.support.avro import encode_confluent
-from tests.unit.test_decode import EVENT, SCHEMA_ID, Registry
+from tests.support.schema_registry import Registry
+from tests.unit.test_decode import EVENT, SCHEMA_ID
 from worker.config import DEFAULT_AVRO_SCHEMA, DecodingSettings
 from worker.decode import SchemaNotCached, load_avro_schema
 from worker.mapping.result import Invalid
@@ -85,10 +86,26 @@ def test_a_schema_is_fetched_off_the_loop_while_the_heartbeat_goes_on(
     assert registry.requests == [f"/schemas/ids/{SCHEMA_ID}"]
 
 
+class KeepAlive:
+    """Stands in for the paused consumer the worker keeps polling while the stage waits."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.released = 0
+
+    async def poll_while_held(self) -> None:
+        self.polls += 1
+
+    def release(self) -> None:
+        self.released += 1
+
+
 def test_a_registry_outage_is_waited_out_with_the_heartbeat_going_on(registry: Registry) -> None:
     registry.fail_with = 503
     beats = Beats()
     stage = stage_for(registry, beats)
+    keep_alive = KeepAlive()
+    stage.keep_alive = keep_alive
     value = encode_confluent(EVENT, SCHEMA_ID, SCHEMA)
 
     async def scenario() -> Any:
@@ -97,6 +114,7 @@ def test_a_registry_outage_is_waited_out_with_the_heartbeat_going_on(registry: R
         recovering = asyncio.create_task(stage.recover(value, not_cached.value))
         await until(lambda: len(registry.requests) >= 1 and beats.count >= 1, "a failed fetch")
         await until(lambda: stage.waiting_for_registry, "the stage to wait")
+        await until(lambda: keep_alive.polls >= 1, "the consumer to be polled while waiting")
         assert not recovering.done()  # not dead-lettered: the record is fine, the registry not
         registry.fail_with = None
         return await recovering
@@ -106,6 +124,7 @@ def test_a_registry_outage_is_waited_out_with_the_heartbeat_going_on(registry: R
     finally:
         stage.close()
     assert len(registry.requests) >= 2
+    assert keep_alive.released >= 1  # partitions resume once the wait is over
 
 
 def test_an_unknown_schema_id_is_a_reason_to_dead_letter(registry: Registry) -> None:

@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import destinations, end_to_end, latency, mapping_stage, scaling, soak
+from worker.compiled import mapping_line
+
+from . import destinations, end_to_end, latency, mapping_stage, scaling, sdk_peer, soak
 from .corpus import Corpus, Mix, summary
 from .machine import machine, uptime
 from .report import log, print_report, write_report
@@ -195,7 +197,11 @@ def run_parts(args: argparse.Namespace) -> int:
         "problems": [],
     }
     started = time.monotonic()
-    log(f"bench: parts {', '.join(args.parts)}, {args.runs} run(s) each; logs in {workdir}")
+    report["mapping_build"] = mapping_line()
+    log(
+        f"bench: parts {', '.join(args.parts)}, {args.runs} run(s) each; {mapping_line()}; "
+        f"logs in {workdir}"
+    )
     try:
         if "mapping" in args.parts:
             run_mapping_part(args, report)
@@ -231,14 +237,26 @@ def run_mapping_part(args: argparse.Namespace, report: dict[str, Any]) -> None:
     values = [record.value for record in records]
     settings = mapping_stage.bench_settings(batching(args))
     runs = []
+    peer_runs = []
+    peer = sdk_peer.sdk_available()
     for number in range(1, args.runs + 1):
         run = mapping_stage.run_mapping(values, settings, now)
         log(
-            f"mapping run {number}/{args.runs}: {run.events_per_second:,.0f} events/s "
-            f"({run.seconds:.2f}s for {run.events:,} events)"
+            f"mapping run {number}/{args.runs} \\[{mapping_line()}]: "
+            f"{run.events_per_cpu_second:,.0f} events per CPU second, "
+            f"{run.events_per_second:,.0f} events/s wall ({run.events:,} events)"
         )
         runs.append(run)
+        if peer:  # interleaved with the mapping runs: both see the same machine load
+            peer_run = sdk_peer.run_sdk(values, now)
+            log(
+                f"Meta SDK peer run {number}/{args.runs}: "
+                f"{peer_run.events_per_cpu_second:,.0f} events per CPU second"
+            )
+            peer_runs.append(peer_run)
     section = mapping_stage.section(runs)
+    if peer_runs:
+        section["sdk_peer"] = sdk_peer.section(peer_runs, runs)
     section["corpus"] = summary(corpus, records)
     expected = {"mapped": corpus.valid_count}
     if section["outcomes"].get("mapped") != expected["mapped"]:

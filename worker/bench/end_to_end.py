@@ -20,7 +20,7 @@ worker exits 0 on SIGTERM; otherwise its problem is reported.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from .kafka_io import CommitWatcher, Produced, produce_records, tail_check
 from .machine import cpu_seconds, peak_rss_kib
 from .report import log
-from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers
+from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers, worker_mapping_build
 
 DEAD_LETTER_TOPIC = "bench.dlq"
 
@@ -52,6 +52,8 @@ class DrainRun:
     requests: int = 0
     exit_codes: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # `compiled` / `pure Python`: what every worker of the run logged at start-up
+    mapping_build: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,13 @@ class DrainRun:
     def events_per_second(self) -> float | None:
         return self.records / self.wall_seconds if self.ok and self.wall_seconds else None
 
+    @property
+    def delivered_per_worker_cpu_second(self) -> float | None:
+        """Events the emulator accepted per second of worker CPU (the worker processes only)."""
+        if not self.ok or not self.worker_cpu_seconds:
+            return None
+        return self.delivered_unique / self.worker_cpu_seconds
+
     def per_million(self, seconds: float | None) -> float | None:
         if seconds is None or not self.ok or not self.records:
             return None
@@ -69,6 +78,7 @@ class DrainRun:
     def as_dict(self) -> dict[str, Any]:
         return {
             "processes": self.processes,
+            "mapping_build": self.mapping_build,
             "records": self.records,
             "wall_seconds": _round(self.wall_seconds, 2),
             "startup_seconds": _round(self.startup_seconds, 2),
@@ -187,6 +197,8 @@ def drain(
     finally:
         run.exit_codes = stop_workers(workers, log=log)
         watcher.close()
+    builds = {worker_mapping_build(workdir, f"{label}-worker{n}") for n in range(processes)}
+    run.mapping_build = builds.pop() if len(builds) == 1 else "mixed"
     run.emulator_peak_rss_kib = peak_rss_kib(stack.emulator_pid)
     seen = client.received(BENCH_PIXEL, events=False)["pixels"][BENCH_PIXEL]
     run.delivered_unique = int(seen["unique_events"])
@@ -206,11 +218,20 @@ def describe(run: DrainRun) -> str:
     if not run.ok:
         return f"[red]failed[/]: {'; '.join(run.problems)}"
     return (
+        f"\\[mapping: {run.mapping_build}] "  # escaped: not rich markup
         f"{run.events_per_second:,.0f} events/s, {run.wall_seconds:.1f}s wall "
         f"(start-up {run.startup_seconds or 0:.1f}s), worker CPU {run.worker_cpu_seconds:.1f}s, "
         f"peak RSS {_mib(run.worker_peak_rss_kib)} MiB, emulator CPU "
         f"{run.emulator_cpu_seconds or 0:.1f}s, broker CPU {run.broker_cpu_seconds or 0:.1f}s"
     )
+
+
+def build_of(runs: Sequence[Any]) -> str:
+    """The mapping build the runs' workers logged: one of them, or `mixed` / `unknown`."""
+    builds = {run.mapping_build for run in runs}
+    if len(builds) != 1:
+        return "mixed"
+    return builds.pop() or "unknown"
 
 
 def section(runs: list[DrainRun]) -> dict[str, Any]:
@@ -225,6 +246,10 @@ def section(runs: list[DrainRun]) -> dict[str, Any]:
         "worker_cpu_seconds_per_million": summarise(
             [run.per_million(run.worker_cpu_seconds) for run in runs], 2
         ),
+        "delivered_per_worker_cpu_second": summarise(
+            [run.delivered_per_worker_cpu_second for run in runs], 0
+        ),
+        "mapping_build": build_of(runs),
         "worker_peak_rss_mib": summarise([_mib(run.worker_peak_rss_kib) for run in runs], 1),
         "emulator_cpu_seconds_per_million": summarise(
             [run.per_million(run.emulator_cpu_seconds) for run in runs], 2

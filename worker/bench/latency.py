@@ -22,7 +22,7 @@ from .corpus import CorpusRecord
 from .end_to_end import DEAD_LETTER_TOPIC
 from .kafka_io import CommitWatcher, Produced, bulk_producer
 from .report import log, percentile
-from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers
+from .stack import BENCH_PIXEL, Stack, start_worker, stop_workers, worker_mapping_build
 
 TICK_SECONDS = 0.002
 
@@ -41,6 +41,7 @@ class LatencyRun:
     mean_ms: float | None = None
     drain_seconds: float | None = None  # end of producing -> every offset committed
     problems: list[str] = field(default_factory=list)
+    mapping_build: str | None = None  # what the worker logged at start-up
 
     @property
     def achieved_rate(self) -> float | None:
@@ -159,6 +160,7 @@ def latency_run(
     finally:
         exit_codes = stop_workers([worker], log=log)
         watcher.close()
+    run.mapping_build = worker_mapping_build(workdir, f"{label}-worker")
     if exit_codes != [0]:
         run.problems.append(f"worker exit code after SIGTERM: {exit_codes}")
     accepted = client.acceptances(BENCH_PIXEL)
@@ -189,10 +191,12 @@ def describe(run: LatencyRun) -> str:
 
 def section(runs: list[LatencyRun]) -> dict[str, Any]:
     """The report's `latency` section: percentiles summarised over the runs."""
+    from .end_to_end import build_of
     from .report import summarise
 
     return {
         "rate": runs[0].rate,
+        "mapping_build": build_of(runs),
         "seconds": runs[0].seconds,
         "p50_ms": summarise([run.p50_ms for run in runs], 1),
         "p99_ms": summarise([run.p99_ms for run in runs], 1),

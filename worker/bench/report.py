@@ -57,6 +57,12 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
+def _build(section: dict[str, Any]) -> str:
+    """` [mapping: compiled]`: which build of the mapping produced the figures of a section."""
+    build = section.get("mapping_build")
+    return f" \\[mapping: {build}]" if build else ""  # escaped: not rich markup
+
+
 def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     """(label, summary, unit) for every figure the report holds, in the table's order."""
     rows: list[tuple[str, dict[str, Any], str]] = []
@@ -64,7 +70,7 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
     if mapping:
         rows.append(
             (
-                f"mapping stage, 1 core ({mapping['events']:,} events)",
+                f"mapping stage, 1 core ({mapping['events']:,} events){_build(mapping)}",
                 mapping["events_per_second"],
                 "events/s",
             )
@@ -72,6 +78,20 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
         rows.append(
             ("  per CPU second of the process", mapping["events_per_cpu_second"], "events/s")
         )
+        if "cpu_microseconds_per_event" in mapping:
+            rows.append(("  per event (CPU)", mapping["cpu_microseconds_per_event"], "µs"))
+            for stage, summary in mapping["stage_cpu_microseconds_per_event"].items():
+                rows.append((f"    {stage}", summary, "µs"))
+        peer = mapping.get("sdk_peer")
+        if peer:
+            rows.append(
+                (
+                    "  Meta SDK objects, same corpus: per CPU second",
+                    peer["events_per_cpu_second"],
+                    "events/s",
+                )
+            )
+            rows.append(("  mapping / Meta SDK", peer["ratio"], "x"))
         rows.append(("  per event (wall)", mapping["microseconds_per_event"], "µs"))
         for stage, summary in mapping["stage_microseconds_per_event"].items():
             rows.append((f"    {stage}", summary, "µs"))
@@ -107,7 +127,8 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
     if e2e:
         rows.append(
             (
-                f"end to end, 1 worker ({e2e['events']:,} events, {e2e['partitions']} partitions)",
+                f"end to end, 1 worker ({e2e['events']:,} events, {e2e['partitions']} "
+                f"partitions){_build(e2e)}",
                 e2e["events_per_second"],
                 "events/s",
             )
@@ -115,6 +136,14 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
         rows.append(("  wall time, start to all committed", e2e["wall_seconds"], "s"))
         rows.append(("  of which start-up (to first commit)", e2e["startup_seconds"], "s"))
         rows.append(("  worker CPU per million events", e2e["worker_cpu_seconds_per_million"], "s"))
+        if "delivered_per_worker_cpu_second" in e2e:
+            rows.append(
+                (
+                    "  delivered events per worker CPU second",
+                    e2e["delivered_per_worker_cpu_second"],
+                    "events/s",
+                )
+            )
         rows.append(("  worker peak RSS", e2e["worker_peak_rss_mib"], "MiB"))
         rows.append(
             ("  emulator CPU per million events", e2e["emulator_cpu_seconds_per_million"], "s")
@@ -122,7 +151,7 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
         rows.append(("  broker CPU per million events", e2e["broker_cpu_seconds_per_million"], "s"))
     latency = report.get("latency")
     if latency:
-        label = f"latency at {latency['rate']:,}/s for {latency['seconds']:g} s"
+        label = f"latency at {latency['rate']:,}/s for {latency['seconds']:g} s{_build(latency)}"
         rows.append((f"{label}: p50", latency["p50_ms"], "ms"))
         rows.append(("  p99", latency["p99_ms"], "ms"))
         rows.append(("  max", latency["max_ms"], "ms"))
@@ -130,7 +159,8 @@ def figure_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]
     scaling = report.get("scaling")
     if scaling:
         for processes, summary in scaling["events_per_second"].items():
-            rows.append((f"scaling: {processes} worker process(es)", summary, "events/s"))
+            label = f"scaling: {processes} worker process(es){_build(scaling)}"
+            rows.append((label, summary, "events/s"))
         rows.append(
             (
                 f"  ratio {scaling['processes'][-1]} / 1 process",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .end_to_end import DrainRun
+from .end_to_end import DrainRun, build_of
 from .end_to_end import section as drain_section
 
 
@@ -21,6 +21,7 @@ def section(by_processes: dict[int, list[DrainRun]], reused_single: bool) -> dic
     top = summaries[most]["events_per_second"]["median"]
     return {
         "processes": sorted(summaries),
+        "mapping_build": build_of([run for runs in by_processes.values() for run in runs]),
         "events_per_second": {str(n): s["events_per_second"] for n, s in summaries.items()},
         "ratio": round(top / single, 2) if single and top else None,
         "cpu_per_million": summaries[most]["worker_cpu_seconds_per_million"],

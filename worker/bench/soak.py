@@ -701,7 +701,7 @@ def build_report(
     delivered_events = sum(p["delivered_unique"] for p in pixels.values())
     return {
         "date": date.isoformat(timespec="seconds"),
-        "command": " ".join(["bench/soak.py", *sys.argv[1:]]),
+        "command": " ".join(["capi-worker", *sys.argv[1:]]),
         "machine": machine(),
         "uptime_before": uptime_before,
         "load1_during_run": {

@@ -7,6 +7,7 @@ CPU and memory figures of the worker are its own.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import signal
 import subprocess
@@ -161,6 +162,17 @@ def start_worker(config: Mapping[str, Any], workdir: Path, name: str) -> subproc
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+
+
+def worker_mapping_build(workdir: Path, name: str) -> str | None:
+    """`compiled` or `pure Python`: what the worker `name` said at start-up in its log
+    (`mapping: ...`, see worker/compiled.py), or None when the line is not there."""
+    try:
+        text = (workdir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"mapping: (compiled|pure Python)", text)
+    return found[1] if found else None
 
 
 class Stack:

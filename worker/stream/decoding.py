@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from worker.config import DecodingSettings
 from worker.decode import (
@@ -34,6 +34,14 @@ HEARTBEAT_WHILE_WAITING_SECONDS = 1.0
 Decoded = dict[str, Any] | Invalid
 
 
+class KeepAlive(Protocol):
+    """Keeps the consumer polled (paused) while the hot path waits (`PartitionPauser`)."""
+
+    async def poll_while_held(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class DecodeStage:
     """`decode(value)` on the hot path (raises); `recover(value, error)` after it raised."""
 
@@ -44,12 +52,17 @@ class DecodeStage:
         heartbeat: Callable[[], None],
         stopping: asyncio.Event,
         registry: SchemaRegistryClient | None = None,
+        keep_alive: KeepAlive | None = None,
     ) -> None:
+        """While waiting, `heartbeat` is beaten every second and, once a wait lasts that long,
+        `keep_alive` polls the consumer with its partitions paused: the group does not evict
+        the worker (`max.poll.interval.ms`) however long the registry is away."""
         self._registry = registry if registry is not None else build_registry(settings)
         #: Raises DecodeError, or SchemaNotCached (never does I/O).
         self.decode = build_decoder(settings, registry=self._registry, fetch_missing=False)
         self._heartbeat = heartbeat
         self._stopping = stopping
+        self.keep_alive = keep_alive
         self._fetcher: ThreadPoolExecutor | None = None
         self.waiting_for_registry = False
 
@@ -90,16 +103,22 @@ class DecodeStage:
         await self._wait(loop.run_in_executor(self._fetcher, self._registry.get, schema_id))
 
     async def _wait(self, waiting: asyncio.Future[Any]) -> Any:
-        """Await `waiting`, beating the heartbeat meanwhile; readiness says why."""
+        """Await `waiting`, beating the heartbeat and polling meanwhile; readiness says why."""
         self.waiting_for_registry = True
+        held = False
         try:
             while True:
                 self._heartbeat()
                 done, _ = await asyncio.wait({waiting}, timeout=HEARTBEAT_WHILE_WAITING_SECONDS)
                 if done:
                     return waiting.result()
+                if self.keep_alive is not None:
+                    held = True
+                    await self.keep_alive.poll_while_held()
         finally:
             self.waiting_for_registry = False
+            if held and self.keep_alive is not None:
+                self.keep_alive.release()
 
     def close(self) -> None:
         if self._fetcher is not None:

@@ -243,7 +243,8 @@ class Worker:
             working=self._tasks.running,
             on_forget=self._pauser.forget,
         )
-        self._pauser.bind(consumer)
+        self._pauser.bind(consumer, self._gate.reached_end if self._gate is not None else None)
+        self._decode.keep_alive = self._pauser
         self._completion = completion
         return hot_path
 
