@@ -124,17 +124,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
 
 
-def transform_and_report(argv: list[str]) -> int:
-    """`capi-worker transform` as the command runs it, then its peak RSS on stderr."""
-    from worker.cli import main as cli_main
-
-    code = cli_main(["transform", *argv])
-    sys.stdout.flush()
-    print(f"{PEAK_MARKER}{_peak_rss_mb():.1f}", file=sys.stderr)
-    return code
-
-
 PEAK_MARKER = "peak_rss_mb="
+
+# `capi-worker transform` run as the command runs it (its console-script entry point), in a
+# process of its own, which then reports its peak RSS on stderr. A script, not an import: the
+# bench sits below the command line.
+TRANSFORM_AND_REPORT = f"""
+import sys
+from worker.bench.destinations import _peak_rss_mb
+from worker.cli import main
+code = main(["transform", *sys.argv[1:]])
+sys.stdout.flush()
+print("{PEAK_MARKER}" + format(_peak_rss_mb(), ".1f"), file=sys.stderr)
+sys.exit(code)
+"""
 
 
 # ---------------------------------------------------------------------- the bench part
@@ -178,7 +181,7 @@ def measure_size(
             None,
         )
         probes.append(json.loads(out))
-    transform = [sys.executable, "-m", "worker.bench.destinations", "transform"]
+    transform = [sys.executable, "-c", TRANSFORM_AND_REPORT]
     transform += ["--config", str(config), "--now", repr(now)]
     rates, rss, starts = [], [], []
     for _ in range(runs):
@@ -266,8 +269,6 @@ def run_part(
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "transform":
-        return transform_and_report(argv[1:])
     config, events, now = argv
     print(json.dumps(probe(Path(config), Path(events), float(now))))
     return 0
