@@ -178,9 +178,15 @@ class DestinationSettings(StrictModel):
     @field_validator("access_token")
     @classmethod
     def _token_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        token = value.get_secret_value().strip()
+        if not token:
             raise ValueError("is empty (is its ${ENV} variable set?)")
-        return value
+        return _one_word_secret(token)
+
+    @field_validator("app_secret")
+    @classmethod
+    def _secret_is_one_word(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _one_word_secret(value.get_secret_value().strip())
 
     @field_validator("pii_denylist", mode="before")
     @classmethod
@@ -202,7 +208,27 @@ def read_secret_file(key: str, path: Any) -> str:
     secret = text.strip()
     if not secret:
         raise ValueError(f"{key} {path}: the file is empty")
+    if _has_space_inside(secret):
+        raise ValueError(f"{key} {path}: {SECRET_WITH_SPACE}")
     return secret
+
+
+# A secret goes into the Authorization header or the appsecret_proof HMAC: a space or a line
+# break inside is always a mistake (two lines in a file, a pasted comment) and a line break
+# would make every request of the pixel fail inside the HTTP client.
+SECRET_WITH_SPACE = "holds a space or a line break inside; it must be the secret alone, on one line"
+
+
+def _has_space_inside(secret: str) -> bool:
+    return any(c.isspace() or not c.isprintable() for c in secret)
+
+
+def _one_word_secret(secret: str) -> SecretStr:
+    """The secret without surrounding whitespace (a variable read from a file often ends in a
+    line break); a space or control character inside it is refused, never quoted."""
+    if _has_space_inside(secret):
+        raise ValueError(SECRET_WITH_SPACE)
+    return SecretStr(secret)
 
 
 class DecodingSettings(StrictModel):

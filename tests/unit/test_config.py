@@ -68,6 +68,26 @@ def test_missing_pixel_id_is_named() -> None:
         parse_settings(raw, env={})
 
 
+def test_a_token_or_app_secret_from_a_variable_loses_its_surrounding_line_breaks() -> None:
+    # `kubectl create secret --from-file` keeps the file's final newline in the variable.
+    settings = parse_settings(_minimal(access_token=" EAAB-secret\n", app_secret="app\r\n"))
+    [shop] = settings.destinations
+    assert shop.access_token.get_secret_value() == "EAAB-secret"
+    assert shop.app_secret is not None and shop.app_secret.get_secret_value() == "app"
+
+
+@pytest.mark.parametrize("key", ["access_token", "app_secret"])
+@pytest.mark.parametrize("value", ["EAAB-secret\nsecond-line", "EAAB secret", "EAAB\x00secret"])
+def test_a_token_or_app_secret_with_a_space_or_line_break_inside_is_refused_unquoted(
+    key: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(_minimal(**{key: value}))
+    text = str(caught.value)
+    assert f"destinations.0.{key}: Value error, holds a space or a line break inside" in text
+    assert "EAAB" not in text
+
+
 def test_missing_token_is_named() -> None:
     raw = _minimal()
     del raw["destinations"][0]["access_token"]  # type: ignore[index]

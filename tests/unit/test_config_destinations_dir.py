@@ -81,6 +81,22 @@ def test_an_unusable_token_file_is_a_start_up_error_naming_key_and_path(
     assert "destinations.0" in text
 
 
+@pytest.mark.parametrize("key", ["access_token_file", "app_secret_file"])
+@pytest.mark.parametrize(
+    "content", [f"{SECRET}\n# rotated today\n", f"{SECRET} x", f"{SECRET}\x07"]
+)
+def test_a_secret_file_with_a_space_or_line_break_inside_is_refused_naming_key_and_path(
+    tmp_path: Path, key: str, content: str
+) -> None:
+    # A line break would reach the Authorization header and fail every request of the pixel.
+    secret = _write(tmp_path / "secret", content)
+    destination = {"name": "shop", "pixel_id": "1", key: str(secret)}
+    if key == "app_secret_file":
+        destination["access_token"] = "t"
+    text = _load_error(_config(tmp_path, destinations=[destination]))
+    assert f"{key} {secret}: holds a space or a line break inside" in text
+
+
 def test_a_token_and_a_token_file_together_are_refused(tmp_path: Path) -> None:
     token = _write(tmp_path / "token", SECRET)
     config = _config(tmp_path, destinations=[_shop("shop", access_token_file=str(token))])
