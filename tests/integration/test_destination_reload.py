@@ -5,11 +5,13 @@ real broker and the Graph API emulator. One process throughout; exact event-id s
 - a file with an unknown key is refused whole while delivery goes on for the others;
 - a token file rotated between two reloads is used by later requests: the emulator is switched
   to accept only the new token, and the events sent after the reload arrive;
-- `--processes 2`: the supervisor forwards SIGHUP to both processes.
+- `--processes 2`: the supervisor forwards SIGHUP to both processes, and a process it restarts
+  after a reload maps with the reloaded destinations (not the supervisor's start-up copy).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -94,7 +96,9 @@ class Tenants:
     def wait_for_log(self, text: str, times: int = 1) -> None:
         wait_until(lambda: self.log().count(text) >= times, 60, repr(text), self.log)
 
-    def produce(self, phase: str, shops: str, count: int = 20) -> None:
+    def produce(
+        self, phase: str, shops: str, count: int = 20, partition: int | None = None
+    ) -> None:
         now = int(time.time())
         records = []
         for shop in shops:
@@ -102,7 +106,17 @@ class Tenants:
                 event_id = f"{phase}-{shop}-{index}"
                 self.produced[shop].append(event_id)
                 records.append(orjson.dumps(_event(f"source-{shop}", event_id, now)))
-        produce(self.bootstrap, self.source, records)
+        produce(self.bootstrap, self.source, records, partition)
+
+    def wait_until_received_all(self, graph: EmulatorClient, shops: str) -> None:
+        """Every event produced for these shops arrived, exactly once each."""
+        for shop in shops:
+            wait_until(
+                lambda s=shop: received_ids(graph, s) == sorted(self.produced[s]),
+                90,
+                f"events at {shop}",
+                self.log,
+            )
 
     def all_committed(self) -> bool:
         return all_committed(self.bootstrap, self.group, self.source)
@@ -229,11 +243,41 @@ def test_the_supervisor_forwards_sighup_to_every_process(
     ]
     assert sorted(reloaded) == ["1/2", "2/2"]
     tenants.produce("after", "ac")
-    for shop in "ac":
-        wait_until(
-            lambda s=shop: received_ids(graph, s) == sorted(tenants.produced[s]),
-            90,
-            f"events at {shop}",
-            tenants.log,
-        )
+    tenants.wait_until_received_all(graph, "ac")
     wait_until(tenants.all_committed, 60, "offsets committed to the end", tenants.log)
+
+
+def test_a_process_restarted_after_a_reload_maps_with_the_reloaded_destinations(
+    tenants: Tenants, graph: EmulatorClient
+) -> None:
+    # SIGHUP only (interval 0): nothing but its start can bring a restarted process up to date.
+    tenants.add_shop("a")
+    worker = tenants.start("--processes", "2")
+    wait_until(
+        lambda: tenants.log().count("Worker started") == 2, 60, "both processes", tenants.log
+    )
+    tenants.add_shop("c")
+    tenants.sighup()
+    tenants.wait_for_log("Destinations reloaded; added=1 removed=0 changed=0", times=2)
+
+    [victim] = [
+        int(found.group(1))
+        for found in re.finditer(r"Process started; process=1/2 pid=(\d+)", tenants.log())
+    ]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: tenants.log().count("Worker started") == 3, 90, "1/2 restarted", tenants.log)
+
+    def restarted_owns_a_partition() -> bool:
+        lines = tenants.log().splitlines()
+        restart = max(i for i, line in enumerate(lines) if "Worker started" in line)
+        return any(
+            "Partitions assigned" in line and '"1/2"' in line and "partitions=-" not in line
+            for line in lines[restart:]
+        )
+
+    wait_until(restarted_owns_a_partition, 90, "the restarted 1/2 assigned", tenants.log)
+    for partition in range(PARTITIONS):  # whichever partition 1/2 holds carries shop c events
+        tenants.produce(f"restarted-{partition}", "ac", 10, partition)
+    tenants.wait_until_received_all(graph, "ac")
+    wait_until(tenants.all_committed, 60, "offsets committed to the end", tenants.log)
+    assert worker.terminate() == 0, tenants.log()[-3000:]

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.config import load_settings
+from worker.config import BatchingSettings, load_settings
 from worker.destination_set import DestinationSet
 from worker.stream.destination_reload import (
     DestinationChanges,
     DestinationReloader,
     ReloadSource,
     compare,
+    with_current_destinations,
 )
 from worker.telemetry import metrics
 
@@ -234,3 +235,31 @@ def test_a_request_wakes_the_reloader_before_its_interval(files: Files) -> None:
 
     asyncio.run(scenario())
     assert files.names() == ["a", "b", "c"]
+
+
+def test_a_process_started_later_maps_with_the_destinations_the_files_hold_now(
+    files: Files, tmp_path: Path
+) -> None:
+    # The supervisor read the files at its own start; since then a shop was added and a token
+    # rotated (its running processes reloaded). A process it restarts must not use its copy.
+    given = load_settings(files.config).model_copy(
+        update={"batching": BatchingSettings(linger_ms=7)}
+    )
+    files.write("c.yaml", [_shop("c", "3")])
+    files.token.write_text(SECRET + "\n")
+    current = with_current_destinations(given, files.config)
+    assert [d.name for d in current.destinations] == ["a", "b", "c"]
+    assert current.destinations[0].access_token.get_secret_value() == SECRET
+    assert current.batching.linger_ms == 7  # the rest stays the supervisor's
+
+
+def test_a_process_started_while_the_files_are_bad_keeps_the_given_destinations(
+    files: Files, caplog: pytest.LogCaptureFixture
+) -> None:
+    given = load_settings(files.config)
+    files.write("c.yaml", [{**_shop("c", "3"), "acces_token": SECRET}])
+    with caplog.at_level(logging.INFO):
+        current = with_current_destinations(given, files.config)
+    assert current is given
+    assert "c.yaml" in caplog.text and "acces_token: unknown key" in caplog.text
+    assert SECRET not in caplog.text

@@ -60,6 +60,34 @@ def compare(old: DestinationSet, new: DestinationSet) -> DestinationChanges:
     return DestinationChanges(added, removed, changed)
 
 
+def with_current_destinations(settings: Settings, config_path: Path) -> Settings:
+    """`settings` with the destinations the files hold now (a supervised process at its start).
+
+    A process restarted by the supervisor was handed the settings the supervisor read at its own
+    start: its siblings may have reloaded since, and a stale set skips the events of a shop
+    added since as not routed (committed, never delivered) and sends a rotated-out token. Every
+    other setting stays as given (the group runs with the supervisor's). Files that do not load
+    keep the given destinations, as a refused reload would, with one log line."""
+    try:
+        current = load_settings(config_path)
+    except ConfigError as error:
+        log.error(
+            "Destinations at process start refused, the supervisor's destinations stay; problem=%s",
+            _one_line(error),
+        )
+        return settings
+    return settings.model_copy(
+        update={
+            "destinations": current.destinations,
+            "destinations_dir": current.destinations_dir,
+        }
+    )
+
+
+def _one_line(error: ConfigError) -> str:
+    return " ".join(line.strip() for line in str(error).splitlines())
+
+
 ApplyDestinations = Callable[[DestinationSet, DestinationChanges], None]
 RELOAD_RESULTS = ("applied", "refused")  # capi_config_reloads_total{result}
 
@@ -116,7 +144,7 @@ class DestinationReloader:
         try:
             settings, destinations = await asyncio.to_thread(self._load)
         except ConfigError as error:
-            problem = " ".join(line.strip() for line in str(error).splitlines())
+            problem = _one_line(error)
             repeated = not forced and problem == self._refused
             self._refused = problem
             # Read again at every interval while refused: the fingerprint knows only the running

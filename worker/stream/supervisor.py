@@ -21,7 +21,8 @@ One worker process uses about one core (the mapping stage is Python code under o
   not fail it: the supervisor is on it), /readyz is ready when every child is running and ready,
   and /metrics holds every child's metrics with a `process` label (`1` ... `N`).
 - SIGHUP to the parent is forwarded to every running child: each reloads its destinations
-  (see destination_reload.py). A child restarted later reads them at its first interval check.
+  (see destination_reload.py). A child (re)started later reads the destinations' files as
+  they are at its start, so it maps like its siblings after their reloads.
 - A child's log lines carry `process` = `i/N` (a JSON field, or `[process i/N]` in text).
 - `group.instance.id` (static membership) gets the suffix `-i` per child: members of a group
   must not share one.
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.config import ConfigError, Settings
-from worker.stream.destination_reload import ReloadSource
+from worker.stream.destination_reload import ReloadSource, with_current_destinations
 from worker.telemetry.logs import TEXT_FORMAT, JsonLinesFormatter, LogFormat, configure_logging
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,16 @@ def _child_main(
         with contextlib.suppress(OSError):  # the parent is gone: the orphan check stops us
             port_writer.send(port)
 
+    reload_from = None
+    if config_path is not None:
+        settings = with_current_destinations(settings, config_path)
+        reload_from = ReloadSource(config_path, settings)
     code = run_worker(
         child_settings(settings, index),
         signals=(signal.SIGTERM,),
         on_health_port=tell_port,
         parent_pid=parent_pid,
-        reload_from=None if config_path is None else ReloadSource(config_path, settings),
+        reload_from=reload_from,
     )
     port_writer.close()
     sys.exit(code)
