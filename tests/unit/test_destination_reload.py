@@ -194,6 +194,23 @@ def test_the_same_refusal_is_not_logged_again_by_every_interval_check(
     assert caplog.text.count("reload refused") == 1
 
 
+def test_a_token_file_that_appears_after_its_refusal_is_picked_up_by_the_interval_check(
+    files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Kubernetes syncs the destinations ConfigMap and the tokens Secret on their own: a new
+    # shop's file may name a token file that is not there yet. Only that token file moves next.
+    token = tmp_path / "c.token"
+    files.write("c.yaml", [{"name": "c", "pixel_id": "3", "access_token_file": str(token)}])
+    with caplog.at_level(logging.INFO):
+        assert files.reload(forced=False) == "refused"
+        assert files.reload(forced=False) == "unchanged"
+        token.write_text(SECRET + "\n")
+        assert files.reload(forced=False) == "applied"
+    assert caplog.text.count("reload refused") == 1
+    assert files.names() == ["a", "b", "c"]
+    assert files.applied[-1][1] == DestinationChanges(added=("c",), removed=(), changed=())
+
+
 def test_other_settings_changed_in_the_file_are_named_as_waiting_for_a_restart(
     files: Files, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -84,6 +84,7 @@ class DestinationReloader:
         # None: the first interval check reads the files (a restarted process may have been
         # handed settings older than them).
         self._seen: Fingerprint | None = None
+        self._refused: str | None = None  # the problem of the last refusal, until one applies
         for result in RELOAD_RESULTS:  # at zero from start-up: the first refusal shows in rates
             metrics.CONFIG_RELOADS.labels(result)
 
@@ -107,20 +108,29 @@ class DestinationReloader:
         return forced
 
     async def reload(self, forced: bool = True) -> str:
-        """`applied`, `refused` or `unchanged` (an interval check that found nothing to do)."""
+        """`applied`, `refused` or `unchanged` (an interval check that found nothing to do, or
+        the refusal it already reported)."""
         fingerprint = await asyncio.to_thread(self._fingerprint)
         if not forced and fingerprint == self._seen:
             return "unchanged"
         try:
             settings, destinations = await asyncio.to_thread(self._load)
         except ConfigError as error:
-            self._seen = fingerprint  # the same refusal is not logged again every interval
+            problem = " ".join(line.strip() for line in str(error).splitlines())
+            repeated = not forced and problem == self._refused
+            self._refused = problem
+            # Read again at every interval while refused: the fingerprint knows only the running
+            # set's token files, and the one a new shop names may appear later on its own (a
+            # Secret volume synced after the ConfigMap). The same refusal is logged once.
+            self._seen = None
+            if repeated:
+                return "unchanged"
             metrics.CONFIG_RELOADS.labels("refused").inc()
             log.error(
-                "Destinations reload refused, the running destinations stay; problem=%s",
-                " ".join(line.strip() for line in str(error).splitlines()),
+                "Destinations reload refused, the running destinations stay; problem=%s", problem
             )
             return "refused"
+        self._refused = None
         self._seen = fingerprint
         changes = compare(self.current, destinations)
         if not forced and not (changes.added or changes.removed or changes.changed):
