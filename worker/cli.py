@@ -121,7 +121,7 @@ def transform_lines(
                 row = {"error": error}
                 if destination is not None:
                     row = {"pixel_id": destination.pixel_id, **row}
-            out.write(orjson.dumps(row) + b"\n")
+            out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
 
 
 def command_transform(args: argparse.Namespace) -> int:
