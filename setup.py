@@ -13,10 +13,12 @@ A successful build writes `worker/_compiled.json`: the SHA-256 of every compiled
 `worker/compiled.py` checks at run time so that a module edited after the build runs from its
 source instead of a stale compiled copy.
 
-Compiled code is the same code with three differences to keep in mind when editing
+Compiled code is the same code with four differences to keep in mind when editing
 worker/mapping (the whole test suite runs compiled in `make test`, so a slip shows there):
 - annotations are enforced at run time: a parameter that may receive any decoded JSON value
   must be annotated `Any` (or `object`), not `dict[str, Any]`, or a list passed in raises;
+  likewise a value read from a container typed `Mapping[str, bytes | None]` is checked
+  against `bytes | None` (type such containers `Mapping[str, Any]` if anything may be in them);
 - a `float` annotation (and `float | int`, which mypy reads as `float`) turns an int into a
   float: 120 becomes 120.0 in the JSON. Numbers that must keep their type are typed `Any`;
 - calls between compiled modules are direct: monkeypatching a mapping function in a test does
