@@ -118,6 +118,15 @@ def _phone(text: str) -> str | None:
         text = _PH_EXTENSION.sub("", text)
     if "(0)" in text:  # "+44 (0)20 ...": the bracketed trunk zero is not dialled from abroad
         text = text.replace("(0)", "")
+    # The usual shapes ("+1 (415) 555-0100", "415.555.0100") without the regex engine: once
+    # the common separators are gone, only ASCII digits after an optional "+" are left, which
+    # is what _PH_SEPARATORS would leave too; anything else takes the regexes.
+    digits = text.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+    digits = digits.replace(".", "")
+    plain = digits[1:] if digits.startswith("+") else digits
+    if plain.isascii() and plain.isdigit():
+        number = plain.lstrip("0")
+        return number if len(plain) - len(number) <= 4 and len(number) >= 7 else None
     match = _PH_NUMBER.fullmatch(_PH_SEPARATORS.sub("", text))
     return match.group(1) if match else None
 

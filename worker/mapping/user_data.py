@@ -154,6 +154,8 @@ def _completed_phone(
 ) -> Any:
     """`phone` with the calling code of the user's country when it is a national number;
     otherwise `phone` unchanged. The country is the address's, else `default_country`."""
+    if type(phone) is str and phone.lstrip().startswith("+"):
+        return phone  # international already: with_calling_code would leave it alone
     region = None
     country = _first_present(addresses, _COUNTRY_KEYS) if addresses else None
     if type(country) is str:
