@@ -140,6 +140,31 @@ def test_zeroed_advertising_id_is_not_a_madid_even_with_tracking_on() -> None:
     assert "madid" not in event["user_data"]
 
 
+@pytest.mark.parametrize(
+    ("given", "enabled", "has_madid"),
+    [
+        (0, 0, False),
+        ("false", 0, False),
+        (" False ", 0, False),
+        ("0", 0, False),
+        (1, 1, True),
+        ("true", 1, True),
+        ("1", 1, True),
+        ("maybe", 0, True),
+        (2, 0, True),
+    ],
+)
+def test_ad_tracking_given_as_a_number_or_text_gives_the_same_answer_for_both_fields(
+    given: Any, enabled: int, has_madid: bool
+) -> None:
+    # A device that says ad tracking is off (0, "false") must not have its advertising id sent.
+    context = android_context()
+    context["device"]["adTrackingEnabled"] = given
+    event = mapped(message(context))
+    assert event["app_data"]["advertiser_tracking_enabled"] == enabled
+    assert ("madid" in event["user_data"]) is has_madid
+
+
 def test_unknown_ad_tracking_is_reported_as_disabled_with_the_madid_kept() -> None:
     context = android_context()
     del context["device"]["adTrackingEnabled"]

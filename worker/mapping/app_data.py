@@ -12,8 +12,9 @@
   zone (`context.timezone`).
 - `integrations.<name>.app_data` (an object) overrides any of these keys, and is the only
   source for an app on another OS; without it such an event is invalid (`missing_app_data`).
-- madid: `context.device.advertisingId`, lowercased, unless `adTrackingEnabled` is false or
-  the id is all zeros (what iOS reports when the user limited ad tracking).
+- madid: `context.device.advertisingId`, lowercased, unless `adTrackingEnabled` is false (also
+  given as `0` or `"false"`) or the id is all zeros (what iOS reports when the user limited ad
+  tracking).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def build_app_data(context: dict[str, Any], options: dict[str, Any]) -> dict[str
 def advertising_id(context: dict[str, Any]) -> str | None:
     """madid: the device's advertising id, unless ad tracking is off or the id is zeroed."""
     device = _object(context.get("device"))
-    if device.get("adTrackingEnabled") is False:
+    if _ad_tracking(device) is False:
         return None
     madid = _string(device.get("advertisingId")).lower()
     if not madid or _ZERO_ID_CHARACTERS.issuperset(madid):
@@ -100,10 +101,28 @@ def _from_context(context: dict[str, Any], os: dict[str, Any], version: str) -> 
         timezone,
     ]
     return {
-        "advertiser_tracking_enabled": 1 if device.get("adTrackingEnabled") is True else 0,
+        "advertiser_tracking_enabled": 1 if _ad_tracking(device) is True else 0,
         "application_tracking_enabled": 1,
         "extinfo": extinfo,
     }
+
+
+# adTrackingEnabled as a boolean, or as 1/0 and "true"/"false" text (hand-built or bridged
+# events): the same answer for advertiser_tracking_enabled and for madid.
+_AD_TRACKING_TEXT: dict[str, bool] = {"true": True, "1": True, "false": False, "0": False}
+_AD_TRACKING_NUMBER: dict[int, bool] = {1: True, 0: False}
+
+
+def _ad_tracking(device: dict[str, Any]) -> bool | None:
+    """`context.device.adTrackingEnabled`: True, False, or None when unknown."""
+    value = device.get("adTrackingEnabled")
+    if value is True or value is False or value is None:
+        return value
+    if type(value) is int:
+        return _AD_TRACKING_NUMBER.get(value)
+    if type(value) is str:
+        return _AD_TRACKING_TEXT.get(value.strip().lower())
+    return None
 
 
 def _object(value: Any) -> dict[str, Any]:
