@@ -16,7 +16,7 @@ from worker.stream.batcher import Batch, PixelBatcher
 from worker.stream.commit import CommitCoordinator
 from worker.stream.dead_letter import DeadLetterReason
 from worker.stream.decoding import DecodeStage
-from worker.stream.destination_reload import DestinationChanges
+from worker.stream.destination_reload import DestinationChanges, swap_destination_set
 from worker.stream.hot_path import HotPath
 from worker.stream.kafka_thread import KafkaThread
 from worker.stream.route_and_map import RouteAndMap
@@ -194,17 +194,15 @@ def test_a_routing_failure_is_one_dead_letter_without_a_destination() -> None:
 
 
 def test_a_reload_cuts_the_batches_of_replaced_destinations_under_their_old_settings() -> None:
-    from worker.stream.runner import Worker
-
-    worker = Worker(SETTINGS)
+    old = DestinationSet(SETTINGS.destinations)
+    route_and_map = RouteAndMap(old)
+    batcher = PixelBatcher(100, 1_000_000, 60.0, time.monotonic)
     sent: list[Batch] = []
-    worker._send_batch = sent.append
-    old = worker.route_and_map.destinations
     record: Any = object()
     for name in ("shop", "blog"):
         destination = old.get(name)
         assert destination is not None
-        worker._batcher.add(destination, b'{"event_name":"Lead"}', record)
+        batcher.add(destination, b'{"event_name":"Lead"}', record)
     rotated = parse_settings(
         {
             "kafka": {"bootstrap_servers": "b:9092", "topics": ["t"], "dead_letter_topic": "d"},
@@ -212,11 +210,16 @@ def test_a_reload_cuts_the_batches_of_replaced_destinations_under_their_old_sett
         }
     )
     new_set = DestinationSet(rotated.destinations)
-    worker._swap_destinations(
-        new_set, DestinationChanges(added=(), removed=("blog",), changed=("shop",))
+    swap_destination_set(
+        new_set,
+        DestinationChanges(added=(), removed=("blog",), changed=("shop",)),
+        batcher=batcher,
+        send_batch=sent.append,
+        route_and_map=route_and_map,
+        stats=WorkerStats(),
     )
     by_name = {batch.destination.name: batch for batch in sent}
     assert sorted(by_name) == ["blog", "shop"] and len(sent) == 2
     assert by_name["shop"].destination is old.get("shop")  # sent with the token it was mapped for
-    assert worker._batcher.drain() == []
-    assert worker.route_and_map.destinations is new_set
+    assert batcher.drain() == []
+    assert route_and_map.destinations is new_set

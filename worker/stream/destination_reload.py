@@ -24,6 +24,9 @@ from pathlib import Path
 
 from worker.config import ConfigError, Settings, destination_files, load_settings
 from worker.destination_set import DestinationSet
+from worker.stream.batcher import Batch, PixelBatcher
+from worker.stream.route_and_map import RouteAndMap
+from worker.stream.stats import WorkerStats
 from worker.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -211,3 +214,23 @@ def _stat(path: Path) -> tuple[str, int, int, int]:
     except OSError:
         return (str(path), -1, -1, -1)
     return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def swap_destination_set(
+    destinations: DestinationSet,
+    changes: DestinationChanges,
+    *,
+    batcher: PixelBatcher,
+    send_batch: Callable[[Batch], None] | None,
+    route_and_map: RouteAndMap,
+    stats: WorkerStats,
+) -> None:
+    """Apply a reloaded set: the open batches of removed or changed destinations are cut and
+    sent under the settings they were mapped with; records mapped from now on see the new set.
+    `send_batch` is None until the stages are wired, when no batch can exist yet."""
+    for batch in batcher.cut(changes.replaced):
+        assert send_batch is not None
+        send_batch(batch)
+    route_and_map.replace_destinations(destinations)
+    fresh = set(changes.added + changes.changed)
+    stats.expect(d for d in destinations if d.name in fresh)

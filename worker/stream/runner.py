@@ -37,7 +37,12 @@ from worker.stream.completion import Completion
 from worker.stream.dead_letter import DeadLetterWriter
 from worker.stream.decoding import DecodeStage
 from worker.stream.deliver import DeliverStage
-from worker.stream.destination_reload import DestinationChanges, DestinationReloader, ReloadSource
+from worker.stream.destination_reload import (
+    DestinationChanges,
+    DestinationReloader,
+    ReloadSource,
+    swap_destination_set,
+)
 from worker.stream.gate import RecordGate
 from worker.stream.hot_path import HotPath
 from worker.stream.kafka_thread import KafkaThread
@@ -129,14 +134,14 @@ class Worker:
             self._reloader.request()
 
     def _swap_destinations(self, destinations: DestinationSet, changes: DestinationChanges) -> None:
-        """Batches of removed or changed destinations are cut and sent under the settings they
-        were mapped with; records mapped from now on see the new set."""
-        for batch in self._batcher.cut(changes.replaced):
-            assert self._send_batch is not None  # a batch exists only once the stages are wired
-            self._send_batch(batch)
-        self.route_and_map.replace_destinations(destinations)
-        fresh = set(changes.added + changes.changed)
-        self.stats.expect(d for d in destinations if d.name in fresh)
+        swap_destination_set(
+            destinations,
+            changes,
+            batcher=self._batcher,
+            send_batch=self._send_batch,
+            route_and_map=self.route_and_map,
+            stats=self.stats,
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------
 
