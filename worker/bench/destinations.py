@@ -9,8 +9,8 @@ Per size, in a fresh process each time, whose peak RSS is read from its own /pro
   then the mapping stage on the corpus (`mapping_stage.run_mapping`: decode, route, map,
   serialise), events per CPU second;
 - `capi-worker transform` on the same lines, and once more on no input: its events per CPU
-  second are the lines over the difference (start-up left out), and the empty run is the
-  command's start-up with that many destinations.
+  second are the lines over the CPU seconds it reports from its first read of stdin to its end
+  (start-up left out), and the empty run is the command's start-up with that many destinations.
 
 The ratio is each size's figure over the 1-destination one; the RSS growth is the peak RSS
 over the 1-destination peak. Targets (issue 9): ratio >= 0.7 and growth <= 150 MB at 10,000.
@@ -125,16 +125,32 @@ def _peak_rss_mb() -> float:
 
 
 PEAK_MARKER = "peak_rss_mb="
+LOOP_CPU_MARKER = "loop_cpu_seconds="
 
 # `capi-worker transform` run as the command runs it (its console-script entry point), in a
-# process of its own, which then reports its peak RSS on stderr. A script, not an import: the
-# bench sits below the command line.
+# process of its own, which then reports on stderr its peak RSS and the CPU seconds from its
+# first read of stdin (configuration loaded, destination set built) to the end. Measured inside
+# the one process: the difference of two processes' CPU times (a run with input and one without)
+# is mostly start-up noise on a small corpus and can come out at zero or below. A script, not an
+# import: the bench sits below the command line.
 TRANSFORM_AND_REPORT = f"""
-import sys
+import sys, time, types
 from worker.bench.destinations import _peak_rss_mb
 from worker.cli import main
+
+class FirstReadClock:
+    def __init__(self, lines):
+        self.lines, self.started = lines, None
+    def __iter__(self):
+        self.started = time.process_time()
+        return iter(self.lines)
+
+stdin = FirstReadClock(sys.stdin.buffer)
+sys.stdin = types.SimpleNamespace(buffer=stdin)
 code = main(["transform", *sys.argv[1:]])
 sys.stdout.flush()
+if stdin.started is not None:
+    print("{LOOP_CPU_MARKER}" + repr(time.process_time() - stdin.started), file=sys.stderr)
 print("{PEAK_MARKER}" + format(_peak_rss_mb(), ".1f"), file=sys.stderr)
 sys.exit(code)
 """
@@ -143,8 +159,9 @@ sys.exit(code)
 # ---------------------------------------------------------------------- the bench part
 
 
-def _child(command: list[str], stdin: Path | None) -> tuple[bytes, float, float | None]:
-    """Run `command`; its stdout, CPU seconds (its own rusage) and the peak RSS it reported."""
+def _child(command: list[str], stdin: Path | None) -> tuple[bytes, float, dict[str, float]]:
+    """Run `command`; its stdout, CPU seconds (its own rusage) and the figures it reported on
+    stderr (`name=value` lines, by name)."""
     with (
         stdin.open("rb") if stdin else open(os.devnull, "rb") as source,
         tempfile.TemporaryFile() as errors,
@@ -157,9 +174,13 @@ def _child(command: list[str], stdin: Path | None) -> tuple[bytes, float, float 
         stderr = errors.read().decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} exited {process.returncode}: {stderr[-500:]}")
-    peaks = [line for line in stderr.splitlines() if line.startswith(PEAK_MARKER)]
-    peak = float(peaks[-1][len(PEAK_MARKER) :]) if peaks else None
-    return out, usage.ru_utime + usage.ru_stime, peak
+    reported = {
+        marker: float(line[len(marker) :])
+        for line in stderr.splitlines()
+        for marker in (PEAK_MARKER, LOOP_CPU_MARKER)
+        if line.startswith(marker)
+    }
+    return out, usage.ru_utime + usage.ru_stime, reported
 
 
 def measure_size(
@@ -186,12 +207,12 @@ def measure_size(
     rates, rss, starts = [], [], []
     for _ in range(runs):
         _, empty_cpu, _ = _child(transform, None)
-        out, full_cpu, peak = _child(transform, events)
+        out, _, reported = _child(transform, events)
         lines = out.count(b"\n")
-        rates.append(len(values) / max(full_cpu - empty_cpu, 1e-6))
-        if peak is None:
-            raise RuntimeError("the transform run did not report its peak RSS")
-        rss.append(peak)
+        if PEAK_MARKER not in reported or not reported.get(LOOP_CPU_MARKER, 0) > 0:
+            raise RuntimeError(f"the transform run did not report its figures: {reported}")
+        rates.append(len(values) / reported[LOOP_CPU_MARKER])
+        rss.append(reported[PEAK_MARKER])
         starts.append(empty_cpu)
     return {
         "destinations": destinations,
