@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, Final
 
 from worker import reasons
 from worker.mapping.currencies import CURRENCY_CODES
@@ -30,36 +30,35 @@ from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.paths import first_present, get_path
 from worker.mapping.plan import DestinationPlan
 
-DEFAULT_CURRENCY = "USD"
-MAX_PROPERTY_DEPTH = 32  # levels of objects/arrays inside one property copied to custom_data
-MAX_QUANTITY = 2**31 - 1
-DELIVERY_CATEGORIES = frozenset({"in_store", "curbside", "home_delivery"})
-PRODUCT_ID_KEYS = ("product_id", "sku", "id")
+DEFAULT_CURRENCY: Final = "USD"
+MAX_PROPERTY_DEPTH: Final = 32  # levels of objects/arrays inside one property copied to custom_data
+MAX_QUANTITY: Final = 2**31 - 1
+DELIVERY_CATEGORIES: Final = frozenset({"in_store", "curbside", "home_delivery"})
+PRODUCT_ID_KEYS: Final[tuple[str, ...]] = ("product_id", "sku", "id")
 
 # Meta events about one product when no `products` array is sent.
-SINGLE_PRODUCT_EVENTS = frozenset({"ViewContent", "AddToCart", "AddToWishlist"})
+SINGLE_PRODUCT_EVENTS: Final = frozenset({"ViewContent", "AddToCart", "AddToWishlist"})
 # Standard events that always carry a currency and, when it applies, a content_type.
-COMMERCE_EVENTS = frozenset(
+COMMERCE_EVENTS: Final = frozenset(
     {"Purchase", "AddToCart", "AddToWishlist", "ViewContent", "InitiateCheckout", "Search",
      "AddPaymentInfo"}
 )  # fmt: skip
 
 # Never copied from properties: read elsewhere (event_id, action_source, opt_out, fbp, fbc)...
-RESERVED_PROPERTIES = frozenset(
+RESERVED_PROPERTIES: Final = frozenset(
     {"action_source", "actionSource", "event_id", "opt_out", "fbp", "fbc"}
 )
 # ...or given a meaning by Meta, so only set from a validated value below.
-_META_KEYS = frozenset(
+_META_KEYS: Final = frozenset(
     {"value", "currency", "contents", "content_ids", "content_type", "content_category",
      "content_name", "num_items", "search_string", "status", "order_id", "delivery_category",
      "products", "net_revenue"}
 )  # fmt: skip
-_NOT_COPIED = RESERVED_PROPERTIES | _META_KEYS
-_CONTAINERS = (dict, list)
+_NOT_COPIED: Final = RESERVED_PROPERTIES | _META_KEYS
 # Exact types that can hold no nested object or array: checked with one set lookup, which
 # is much cheaper than an isinstance() that fails.
-_FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
-_NAME_KEYS = ("name", "product_name")
+_FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+_NAME_KEYS: Final[tuple[str, ...]] = ("name", "product_name")
 
 
 def build_custom_data(
@@ -77,7 +76,7 @@ def build_custom_data(
             continue
         if (
             type(item) not in _FLAT_TYPES
-            and isinstance(item, _CONTAINERS)
+            and isinstance(item, (dict, list))
             and _nests_deeper(item, MAX_PROPERTY_DEPTH)
         ):
             raise InvalidEvent(
@@ -185,7 +184,7 @@ def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
         if depth > limit:
             return True
         children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 
 
@@ -313,7 +312,7 @@ def _category(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, list):
-        if any(isinstance(item, _CONTAINERS) for item in value):
+        if any(isinstance(item, (dict, list)) for item in value):
             raise InvalidEvent(
                 reasons.INVALID_CATEGORY,
                 "properties.category must be a string or a list of strings, got a list holding "
@@ -332,7 +331,7 @@ def _category(value: Any) -> str | None:
 def _item_category(value: Any) -> str | None:
     """contents[].category: as content_category reads it, but a category it cannot read is
     left out rather than failing the event (only the event's own category is checked)."""
-    if isinstance(value, list) and any(isinstance(item, _CONTAINERS) for item in value):
+    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
         return None
     if isinstance(value, dict | bool):
         return None
