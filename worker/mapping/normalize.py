@@ -297,17 +297,28 @@ class HashCacheInfo(NamedTuple):
 # entries and are emptied together when full: the identifiers that repeat (a returning user, a
 # city, a country) are back after one event each.
 _hash_caches: Final[dict[str, dict[str, str]]] = {field: {} for field in _RULES}
-_cache_stats: Final[list[int]] = [0, 0]  # [entries, misses]
+
+
+class _CacheStats:
+    """Entries in all the caches, and values hashed since clear_hash_cache(). A class rather
+    than a list: compiled, its int attributes are native."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+        self.misses = 0
+
+
+_cache_stats: Final = _CacheStats()
 
 
 def _hash_miss(cache: dict[str, str], field: str, text: str) -> str | None:
     prepared = _prepare(_RULES[field], text)
     digest = hashlib.sha256(prepared).hexdigest() if isinstance(prepared, bytes) else prepared
     stats = _cache_stats
-    if stats[0] >= HASH_CACHE_SIZE:
+    if stats.entries >= HASH_CACHE_SIZE:
         _empty_caches()
-    stats[0] += 1
-    stats[1] += 1
+    stats.entries += 1
+    stats.misses += 1
     cache[text] = digest or ""
     return digest
 
@@ -347,16 +358,16 @@ def normalize_and_hash(field: str, value: Any, *, prehashed: bool = False) -> st
 
 def hash_cache_info() -> HashCacheInfo:
     """Values hashed (misses), maxsize and current size of the hash cache (bench and tests)."""
-    return HashCacheInfo(_cache_stats[1], HASH_CACHE_SIZE, _cache_stats[0])
+    return HashCacheInfo(_cache_stats.misses, HASH_CACHE_SIZE, _cache_stats.entries)
 
 
 def clear_hash_cache() -> None:
     """Empty the hash cache and reset its miss count."""
     _empty_caches()
-    _cache_stats[1] = 0
+    _cache_stats.misses = 0
 
 
 def _empty_caches() -> None:
     for cache in _hash_caches.values():
         cache.clear()
-    _cache_stats[0] = 0
+    _cache_stats.entries = 0

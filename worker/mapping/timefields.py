@@ -8,11 +8,11 @@ and fractions of any length). A time without an offset is UTC, never the host's 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
+_SECONDS_PER_DAY: Final = 86_400
 
 # Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 MILLISECONDS_THRESHOLD = 100_000_000_000
@@ -66,4 +66,9 @@ def parse_timestamp_ms(value: Any) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _ONE_MS
+    # Whole milliseconds from the timedelta's parts (seconds and microseconds are never
+    # negative): the same floor as `// timedelta(milliseconds=1)`, which costs ~2,600
+    # instructions in C (it goes through Python ints of microseconds).
+    since_epoch = moment - _EPOCH
+    seconds = since_epoch.days * _SECONDS_PER_DAY + since_epoch.seconds
+    return seconds * 1000 + since_epoch.microseconds // 1000

@@ -23,8 +23,7 @@ A value that normalises to nothing is left out and never fails the event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from worker.mapping.ip_address import is_ip_address
@@ -32,23 +31,20 @@ from worker.mapping.normalize import normalize_and_hash
 from worker.mapping.paths import get_path
 from worker.mapping.phone import phone_region, with_calling_code
 
-_PHONE_KEYS = ("phone",)
-# `phone` is read on its own (it may be completed with a calling code first).
-_TRAIT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("em", ("email",)),
-    ("fn", ("firstName", "first_name", "firstname")),
-    ("ln", ("lastName", "last_name", "lastname")),
-    ("ge", ("gender",)),
-    ("db", ("birthday",)),
-)
-_ADDRESS_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ct", ("city",)),
-    ("st", ("state",)),
-    ("zp", ("postal_code", "postalCode", "zip")),
-    ("country", ("country",)),
-)
-_COUNTRY_KEYS = ("country",)
-_NAME_KEY = ("name",)
+# Where each trait is read, in the order of preference. `phone` is read on its own (it may be
+# completed with a calling code first).
+_EMAIL_KEYS: Final = ("email",)
+_FIRST_NAME_KEYS: Final = ("firstName", "first_name", "firstname")
+_LAST_NAME_KEYS: Final = ("lastName", "last_name", "lastname")
+_GENDER_KEYS: Final = ("gender",)
+_BIRTHDAY_KEYS: Final = ("birthday",)
+_PHONE_KEYS: Final = ("phone",)
+_NAME_KEYS: Final = ("name",)
+# ... and in `address`:
+_CITY_KEYS: Final = ("city",)
+_STATE_KEYS: Final = ("state",)
+_ZIP_KEYS: Final = ("postal_code", "postalCode", "zip")
+_COUNTRY_KEYS: Final = ("country",)
 # Meta's user_data parameters an event may carry in `integrations.<name>.user_data`, sent as
 # given (Meta takes them unhashed).
 PASS_THROUGH_KEYS: tuple[str, ...] = (
@@ -60,11 +56,8 @@ PASS_THROUGH_KEYS: tuple[str, ...] = (
     "anon_id",
     "madid",
 )
-# Keys that say nothing about who the event is about (Meta's partner fields).
-_NOT_CUSTOMER_INFORMATION = frozenset({"partner_id", "partner_name"})
 _NOT_IDENTIFIERS = (dict, bool)
-_NO_COOKIES: dict[str, Any] = {}
-_COOKIE_NAMES = {"fbp": "_fbp", "fbc": "_fbc"}
+_NO_COOKIES: Final[dict[str, Any]] = {}
 
 
 def build_user_data(
@@ -83,35 +76,28 @@ def build_user_data(
     """The user_data object; empty when nothing usable was found."""
     user_data: dict[str, Any] = {}
 
-    _put_traits(user_data, trait_sources, _TRAIT_KEYS, prehashed)
+    _put_hashed(user_data, "em", _first_present(trait_sources, _EMAIL_KEYS), prehashed)
+    _put_hashed(user_data, "fn", _first_present(trait_sources, _FIRST_NAME_KEYS), prehashed)
+    _put_hashed(user_data, "ln", _first_present(trait_sources, _LAST_NAME_KEYS), prehashed)
+    _put_hashed(user_data, "ge", _first_present(trait_sources, _GENDER_KEYS), prehashed)
+    _put_hashed(user_data, "db", _first_present(trait_sources, _BIRTHDAY_KEYS), prehashed)
     addresses = _addresses(trait_sources)
     phone = _first_present(trait_sources, _PHONE_KEYS)
-    if phone is not None:
-        if not prehashed:
-            phone = _completed_phone(phone, addresses, default_phone_country)
-        if type(phone) is str:
-            digest = normalize_and_hash("ph", phone)
-            if digest is not None:
-                user_data["ph"] = digest
-        else:
-            _put_hashed(user_data, "ph", phone, prehashed)
+    if phone is not None and not prehashed:
+        phone = _completed_phone(phone, addresses, default_phone_country)
+    # A phone given as text is normalised and hashed even when the traits are flagged as hashed
+    # (unlike the other traits, which are then taken only as SHA-256 digests).
+    _put_hashed(user_data, "ph", phone, prehashed and type(phone) is not str)
     if "fn" not in user_data and "ln" not in user_data:
-        _split_full_name(user_data, _first_present(trait_sources, _NAME_KEY), prehashed)
+        _split_full_name(user_data, _first_present(trait_sources, _NAME_KEYS), prehashed)
     if addresses:
-        _put_traits(user_data, addresses, _ADDRESS_KEYS, prehashed)
+        _put_hashed(user_data, "ct", _first_present(addresses, _CITY_KEYS), prehashed)
+        _put_hashed(user_data, "st", _first_present(addresses, _STATE_KEYS), prehashed)
+        _put_hashed(user_data, "zp", _first_present(addresses, _ZIP_KEYS), prehashed)
+        _put_hashed(user_data, "country", _first_present(addresses, _COUNTRY_KEYS), prehashed)
 
-    # The first candidate that gives an id wins: a configured path or a userId that is absent,
-    # blank or of a type that cannot be an id (an object, a bool) falls through to the next.
     if not drop_external_id:
-        for candidate in (
-            get_path(message, external_id_field) if external_id_field is not None else None,
-            message.get("userId"),
-            message.get("anonymousId"),
-        ):
-            if candidate is not None:
-                _put_hashed(user_data, "external_id", candidate, False)
-                if "external_id" in user_data:
-                    break
+        _put_external_id(user_data, message, external_id_field)
 
     ip = _text(context.get("ip"))
     if ip is not None and is_ip_address(ip):
@@ -123,10 +109,10 @@ def build_user_data(
     cookies = context.get("cookies")
     if cookies is None or not isinstance(cookies, dict):
         cookies = _NO_COOKIES
-    fbp = _browser_id("fbp", properties, context, options, cookies)
+    fbp = _browser_id("fbp", "_fbp", properties, context, options, cookies)
     if fbp is not None:
         user_data["fbp"] = fbp
-    fbc = _browser_id("fbc", properties, context, options, cookies)
+    fbc = _browser_id("fbc", "_fbc", properties, context, options, cookies)
     if fbc is None and page_url is not None and "fbclid=" in page_url:
         fbclid = _fbclid(page_url)
         if fbclid is not None:
@@ -146,11 +132,12 @@ def has_customer_information(user_data: dict[str, Any]) -> bool:
     Every key this module sets is one except Meta's partner fields; Meta rejects a user_data
     without one.
     """
-    return bool(user_data) and not _NOT_CUSTOMER_INFORMATION.issuperset(user_data)
+    partner_fields = ("partner_id" in user_data) + ("partner_name" in user_data)
+    return len(user_data) > partner_fields
 
 
 def _completed_phone(
-    phone: Any, addresses: list[dict[str, Any]], default_country: str | None
+    phone: Any, addresses: tuple[dict[str, Any], ...], default_country: str | None
 ) -> Any:
     """`phone` with the calling code of the user's country when it is a national number;
     otherwise `phone` unchanged. The country is the address's, else `default_country`."""
@@ -191,46 +178,51 @@ def _put_given(user_data: dict[str, Any], given: dict[str, Any]) -> None:
             user_data[key] = value
 
 
-def _put_traits(
-    user_data: dict[str, Any],
-    sources: Sequence[dict[str, Any]],
-    lookups: tuple[tuple[str, tuple[str, ...]], ...],
-    prehashed: bool,
-) -> None:
-    for field, keys in lookups:
-        value = _first_present(sources, keys)
-        if type(value) is str:  # the common case: _put_hashed without a call
-            digest = normalize_and_hash(field, value, prehashed=prehashed)
-            if digest is not None:
-                user_data[field] = digest
-        elif value is not None:
-            _put_hashed(user_data, field, value, prehashed)
-
-
-def _first_present(sources: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> Any:
+def _first_present(sources: tuple[dict[str, Any], ...], keys: tuple[str, ...]) -> Any:
     """The first value of `keys` in the first of `sources` holding one that is neither None
     nor a blank string."""
     for source in sources:
         for key in keys:
             value = source.get(key)
-            if value is not None and not (isinstance(value, str) and not value.strip()):
+            # Blank: empty or whitespace only (`not value.strip()`, without the stripped copy).
+            if value is not None and not (
+                isinstance(value, str) and (not value or value.isspace())
+            ):
                 return value
     return None
 
 
-def _addresses(trait_sources: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+def _addresses(trait_sources: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
     addresses = []
     for source in trait_sources:
         address = source.get("address")
         if address is not None and isinstance(address, dict):
             addresses.append(address)
-    return addresses
+    return tuple(addresses)
+
+
+def _put_external_id(
+    user_data: dict[str, Any], message: dict[str, Any], field_path: tuple[str, ...] | None
+) -> None:
+    """The first candidate that gives an id wins: a configured path or a userId that is absent,
+    blank or of a type that cannot be an id (an object, a bool) falls through to the next."""
+    if field_path is not None:
+        _put_hashed(user_data, "external_id", get_path(message, field_path), False)
+        if "external_id" in user_data:
+            return
+    _put_hashed(user_data, "external_id", message.get("userId"), False)
+    if "external_id" not in user_data:
+        _put_hashed(user_data, "external_id", message.get("anonymousId"), False)
 
 
 def _put_hashed(user_data: dict[str, Any], field: str, value: Any, prehashed: bool) -> None:
+    """user_data[field] = the digest(s) of `value` (as found in the event: any JSON value),
+    unless nothing usable is left."""
     # With `prehashed`, only a SHA-256 digest comes back: a value flagged as hashed that is not
     # one would make Meta reject the whole batch, so it is left out.
     if type(value) is not str:  # a failing isinstance() is slow: skip them for plain strings
+        if value is None:
+            return
         if isinstance(value, list):
             digests = _hashed_list(field, value, prehashed)
             if digests:
@@ -274,24 +266,22 @@ def _text(value: Any) -> str | None:
 
 def _browser_id(
     field: str,
+    cookie: str,
     properties: dict[str, Any],
     context: dict[str, Any],
     options: dict[str, Any],
     cookies: dict[str, Any],
 ) -> str | None:
     """fbp / fbc from properties, context, the integration options, then the _fbp / _fbc
-    cookie: the first that is a non-blank string."""
-    for value in (
-        properties.get(field),
-        context.get(field),
-        options.get(field),
-        cookies.get(_COOKIE_NAMES[field]),
-    ):
-        if value is not None:
-            text = _text(value)
-            if text is not None:
-                return text
-    return None
+    cookie: the first that is a non-blank string (trimmed)."""
+    text = _text(properties.get(field))
+    if text is None:
+        text = _text(context.get(field))
+    if text is None and options:
+        text = _text(options.get(field))
+    if text is None:
+        text = _text(cookies.get(cookie))
+    return text
 
 
 def _fbclid(url: str) -> str | None:
