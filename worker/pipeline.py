@@ -50,9 +50,11 @@ def map_routed(
     A record carrying `capi.redrive.only_destination: X` is routed to destination X only (if
     X's own routing takes it).
     """
-    header_map = dict(headers) if headers else None
     try:
-        routed = _routed(message, header_map, destinations)
+        if headers:
+            routed = _routed(message, dict(headers), destinations)
+        else:  # no header to read: neither a source id header nor the redrive header
+            routed = destinations.route(message, None)
     except Exception as error:  # a bug of ours; the record is dead-lettered, the worker goes on
         return Invalid(reasons.ROUTING_FAILED, f"routing raised {type(error).__name__}")
     every, plans = destinations.destinations, destinations.plans

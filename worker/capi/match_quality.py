@@ -45,6 +45,8 @@ KEY_ORDER: tuple[str, ...] = (
 )
 _RANK = {key: rank for rank, key in enumerate(KEY_ORDER)}
 _MAX_SIGNATURES = 4096  # distinct shapes are few; the bound only guards against surprises
+# The keys of a user_data, in order -> its signature (those keys, plus `fbp_or_fbc` when fbp
+# or fbc is among them): a shape seen before costs one lookup.
 _signatures: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
@@ -54,14 +56,15 @@ def user_data_signature(event: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(user_data, dict):
         return ()
     keys = tuple(user_data)
-    if "fbp" in user_data or "fbc" in user_data:
-        keys += (BROWSER_ID_KEY,)
-    interned = _signatures.get(keys)
-    if interned is None:
+    signature = _signatures.get(keys)
+    if signature is None:
+        signature = keys
+        if "fbp" in user_data or "fbc" in user_data:
+            signature += (BROWSER_ID_KEY,)
         if len(_signatures) >= _MAX_SIGNATURES:
             _signatures.clear()
-        interned = _signatures[keys] = keys
-    return interned
+        _signatures[keys] = signature
+    return signature
 
 
 def count_keys(

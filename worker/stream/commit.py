@@ -108,6 +108,12 @@ class CommitCoordinator:
         self._outstanding_events -= 1
         record.complete_one()
 
+    def complete_all(self, records: list[InFlightRecord]) -> None:
+        """One event of each of `records` is done (a batch delivered whole)."""
+        self._outstanding_events -= len(records)
+        for record in records:
+            record.complete_one()
+
     def positions(self) -> dict[TopicPartitionKey, int]:
         """Commit positions that moved since the last commit (steps 3, owned partitions)."""
         return self._ledger.positions_to_commit()

@@ -40,6 +40,10 @@ class Completion:
         """One event of `record` was delivered."""
         self._coordinator.complete(record)
 
+    def all_done(self, records: list[InFlightRecord]) -> None:
+        """One event of each of `records` was delivered (a batch without failures)."""
+        self._coordinator.complete_all(records)
+
     def succeeded(self, events: int = 1) -> None:
         """Events delivered or skipped on purpose: the breaker counts them as going well."""
         self._breaker.succeeded(events)

@@ -71,15 +71,18 @@ class DeliverStage:
         completion = self._completion
         failed_at = {failure.index: failure for failure in failures}
         writes = []
-        done = completion.done
-        for index, record in enumerate(records):
-            failure = failed_at.get(index) if failed_at else None
-            if failure is None:
-                done(record)
-            else:
-                why = DeadLetterReason.of_failure(failure, destination)
-                if completion.may_dead_letter(why):
-                    writes.append(completion.dead_letter_now(record, why))
+        if not failed_at:
+            completion.all_done(records)
+        else:
+            done = completion.done
+            for index, record in enumerate(records):
+                failure = failed_at.get(index)
+                if failure is None:
+                    done(record)
+                else:
+                    why = DeadLetterReason.of_failure(failure, destination)
+                    if completion.may_dead_letter(why):
+                        writes.append(completion.dead_letter_now(record, why))
         delivered = len(records) - len(failed_at)
         keys = count_keys(batch.user_data_keys, failed_at)
         self._stats.count_delivered(destination.name, destination.pixel_id, delivered, keys)

@@ -70,17 +70,26 @@ class HotPath:
             self._send(batch)
 
     async def handle(self, messages: list[Any]) -> None:
-        """One fetch: every record is tracked, then decoded, routed, mapped and handed on."""
+        """One fetch: every record is tracked, then decoded, routed, mapped and handed on.
+
+        `halted()` is asked before the first record and again after whatever can change its
+        answer: a dead letter (the breaker counts failures as they are dead-lettered) and a wait
+        (deliveries finish meanwhile). Nothing else within a fetch can trip the breaker."""
         now = time.time()
         consumed: dict[str, int] = {}  # by topic, counted once per fetch (not per record)
         coordinator, gate, decode = self._coordinator, self._gate, self._decode.decode
-        last_topic: str | None = None
+        halted = self._halted
+        ask_halted = True
+        last_topic = ""  # no topic is named ""
         last_partition = -1
-        last_watermark: PartitionWatermark | None = None
+        watermark: PartitionWatermark | None = None
+        counted = 0  # records of `last_topic` not yet in `consumed`
         try:
             for message in messages:
-                if self._halted():
-                    return
+                if ask_halted:
+                    if halted():
+                        return
+                    ask_halted = False
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
@@ -94,18 +103,20 @@ class HotPath:
                 topic, partition = message.topic(), message.partition()
                 if partition != last_partition or topic != last_topic:
                     # A fetch hands over runs of records of one partition: look up on a change.
+                    if counted:
+                        consumed[last_topic] = consumed.get(last_topic, 0) + counted
+                        counted = 0
                     last_topic, last_partition = topic, partition
-                    last_watermark = coordinator.watermark((topic, partition))
-                watermark = last_watermark
+                    watermark = coordinator.watermark((topic, partition))
                 if watermark is None:  # revoked while this fetch was on its way
                     continue
                 offset = message.offset()
                 if not watermark.is_new(offset):
                     self._stats.count_refetched(topic)
                     continue
-                consumed[topic] = consumed.get(topic, 0) + 1
+                counted += 1
                 if gate is not None and not gate.admit(message):
-                    watermark.track(offset, done=True)
+                    watermark.track(offset, True)
                     self._stats.count_skipped("", gate.skip_reason)
                     continue
                 decoded: dict[str, Any] | Invalid | None
@@ -115,46 +126,63 @@ class HotPath:
                     decoded = await self._decode.recover(message.value(), failure)
                     if decoded is None:  # stopping while the schema registry was unreachable
                         return
+                    ask_halted = True
                     last_partition = -1  # look the partition up again after waiting
                 if isinstance(decoded, Invalid):
                     watermark.track(offset)
                     record = InFlightRecord(message, watermark, 1, offset)
                     coordinator.events_born(1)
                     self._dead_letter(record, DeadLetterReason.of_invalid(decoded, None))
+                    ask_halted = True
                     continue
-                self._route_and_map(message, decoded, watermark, now)
+                if self._route_and_map(message, offset, decoded, watermark, now):
+                    ask_halted = True
         finally:
+            if counted:
+                consumed[last_topic] = consumed.get(last_topic, 0) + counted
             for topic, count in consumed.items():
                 self._stats.count_consumed(topic, count)
 
     def _route_and_map(
-        self, message: Any, decoded: dict[str, Any], watermark: PartitionWatermark, now: float
-    ) -> None:
+        self,
+        message: Any,
+        offset: int,
+        decoded: dict[str, Any],
+        watermark: PartitionWatermark,
+        now: float,
+    ) -> bool:
+        """Hand each event of the record on; True when one of them was dead-lettered."""
         routed = self.route_and_map(decoded, read_headers(message), now)
-        offset = message.offset()
-        # `remaining` counts up as events are handed on: nothing can complete before this
+        # `remaining` is set once every event is handed on: nothing can complete before this
         # method returns (deliveries and dead-letter writes run as tasks, later).
         record = InFlightRecord(message, watermark, 0, offset)
+        remaining = 0
+        dead_lettered = False
         if isinstance(routed, Invalid):  # routing itself failed: one dead letter, no pixel
-            record.remaining += 1
+            remaining = 1
             self._dead_letter(record, DeadLetterReason.of_invalid(routed, None))
+            dead_lettered = True
             routed = []
         elif not routed:  # counted once per record, not once per destination
             self._stats.count_skipped("", reasons.NOT_ROUTED)
         batcher, send = self._batcher, self._send
         for destination, outcome, test_event_code, user_data_keys in routed:
             if type(outcome) is bytes:
-                record.remaining += 1
-                for batch in batcher.add(
-                    destination, outcome, record, test_event_code, user_data_keys
-                ):
-                    send(batch)
+                remaining += 1
+                ready = batcher.add(destination, outcome, record, test_event_code, user_data_keys)
+                if ready:
+                    for batch in ready:
+                        send(batch)
             elif isinstance(outcome, Skipped):
                 self._stats.count_skipped(destination.name, outcome.reason)
                 self._skipped()
             else:
                 assert isinstance(outcome, Invalid)
-                record.remaining += 1
+                remaining += 1
                 self._dead_letter(record, DeadLetterReason.of_invalid(outcome, destination))
-        watermark.track(offset, done=not record.remaining)
-        self._coordinator.events_born(record.remaining)
+                dead_lettered = True
+        record.remaining = remaining
+        watermark.track(offset, not remaining)
+        if remaining:
+            self._coordinator.events_born(remaining)
+        return dead_lettered
