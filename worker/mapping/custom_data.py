@@ -164,10 +164,9 @@ def build_custom_data(
     if content_name is not None:
         custom["content_name"] = content_name
 
-    for target, key in (("search_string", "query"), ("status", "status"), ("order_id", "order_id")):
-        text = _scalar_text(properties.get(key))
-        if text is not None:
-            custom[target] = text
+    _put_text(custom, "search_string", properties.get("query"))
+    _put_text(custom, "status", properties.get("status"))
+    _put_text(custom, "order_id", properties.get("order_id"))
 
     delivery = properties.get("delivery_category")
     if delivery is not None:
@@ -218,25 +217,27 @@ def _content(product: dict[str, Any]) -> dict[str, Any] | None:
     price = _number(product.get("price"))
     if price is not None:
         content["item_price"] = price
-    for target, value in (
-        ("title", first_present(product, _NAME_KEYS)),
-        ("brand", product.get("brand")),
-        ("category", product.get("category")),
-    ):
-        if value is None:
-            continue
-        if type(value) is str:  # the common case, without the calls below
-            text: str | None = value.strip() or None
-        elif target == "category":
-            text = _item_category(value)
-        else:
-            text = _scalar_text(value)
-        if text is not None:
-            content[target] = text
+    _put_text(content, "title", first_present(product, _NAME_KEYS))
+    _put_text(content, "brand", product.get("brand"))
+    category = product.get("category")
+    if type(category) is str:  # the common case: _item_category without the call
+        _put_text(content, "category", category)
+    elif category is not None:
+        category = _item_category(category)
+        if category is not None:
+            content["category"] = category
     delivery = product.get("delivery_category")
     if delivery is not None:
         content["delivery_category"] = _delivery_category(delivery, "products[].")
     return content
+
+
+def _put_text(data: dict[str, Any], key: str, value: Any) -> None:
+    """data[key] = `value` as text (a trimmed string, a number or boolean as text), unless
+    absent or blank."""
+    text = _scalar_text(value)
+    if text is not None:
+        data[key] = text
 
 
 # An int or a float, kept as it came. Not annotated `float | int`: mypy reads that as `float`,
