@@ -323,20 +323,22 @@ def _event_id(
     traits: dict[str, Any],
 ) -> str | None:
     """The first candidate that is a non-blank string (trimmed) or an integer (as text)."""
-    for value in (
-        properties.get("event_id"),
-        context_traits.get("event_id"),
-        traits.get("event_id"),
-        message.get("messageId"),
-    ):
-        if value is None:
-            continue
-        if isinstance(value, str):
-            value = value.strip()
-            if value:
-                return value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+    event_id = _id_text(properties.get("event_id"))
+    if event_id is None:
+        event_id = _id_text(context_traits.get("event_id"))
+    if event_id is None:
+        event_id = _id_text(traits.get("event_id"))
+    if event_id is None:
+        event_id = _id_text(message.get("messageId"))
+    return event_id
+
+
+def _id_text(value: Any) -> str | None:
+    """A non-blank string (trimmed), or an integer as text; else None."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return None
 
 
