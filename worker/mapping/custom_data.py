@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, Final
 
 from worker import reasons
 from worker.mapping.currencies import CURRENCY_CODES
@@ -30,36 +30,35 @@ from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.paths import first_present, get_path
 from worker.mapping.plan import DestinationPlan
 
-DEFAULT_CURRENCY = "USD"
-MAX_PROPERTY_DEPTH = 32  # levels of objects/arrays inside one property copied to custom_data
-MAX_QUANTITY = 2**31 - 1
-DELIVERY_CATEGORIES = frozenset({"in_store", "curbside", "home_delivery"})
-PRODUCT_ID_KEYS = ("product_id", "sku", "id")
+DEFAULT_CURRENCY: Final = "USD"
+MAX_PROPERTY_DEPTH: Final = 32  # levels of objects/arrays inside one property copied to custom_data
+MAX_QUANTITY: Final = 2**31 - 1
+DELIVERY_CATEGORIES: Final = frozenset({"in_store", "curbside", "home_delivery"})
+PRODUCT_ID_KEYS: Final[tuple[str, ...]] = ("product_id", "sku", "id")
 
 # Meta events about one product when no `products` array is sent.
-SINGLE_PRODUCT_EVENTS = frozenset({"ViewContent", "AddToCart", "AddToWishlist"})
+SINGLE_PRODUCT_EVENTS: Final = frozenset({"ViewContent", "AddToCart", "AddToWishlist"})
 # Standard events that always carry a currency and, when it applies, a content_type.
-COMMERCE_EVENTS = frozenset(
+COMMERCE_EVENTS: Final = frozenset(
     {"Purchase", "AddToCart", "AddToWishlist", "ViewContent", "InitiateCheckout", "Search",
      "AddPaymentInfo"}
 )  # fmt: skip
 
 # Never copied from properties: read elsewhere (event_id, action_source, opt_out, fbp, fbc)...
-RESERVED_PROPERTIES = frozenset(
+RESERVED_PROPERTIES: Final = frozenset(
     {"action_source", "actionSource", "event_id", "opt_out", "fbp", "fbc"}
 )
 # ...or given a meaning by Meta, so only set from a validated value below.
-_META_KEYS = frozenset(
+_META_KEYS: Final = frozenset(
     {"value", "currency", "contents", "content_ids", "content_type", "content_category",
      "content_name", "num_items", "search_string", "status", "order_id", "delivery_category",
      "products", "net_revenue"}
 )  # fmt: skip
-_NOT_COPIED = RESERVED_PROPERTIES | _META_KEYS
-_CONTAINERS = (dict, list)
+_NOT_COPIED: Final = RESERVED_PROPERTIES | _META_KEYS
 # Exact types that can hold no nested object or array: checked with one set lookup, which
 # is much cheaper than an isinstance() that fails.
-_FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
-_NAME_KEYS = ("name", "product_name")
+_FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+_NAME_KEYS: Final[tuple[str, ...]] = ("name", "product_name")
 
 
 def build_custom_data(
@@ -77,7 +76,7 @@ def build_custom_data(
             continue
         if (
             type(item) not in _FLAT_TYPES
-            and isinstance(item, _CONTAINERS)
+            and isinstance(item, (dict, list))
             and _nests_deeper(item, MAX_PROPERTY_DEPTH)
         ):
             raise InvalidEvent(
@@ -165,10 +164,9 @@ def build_custom_data(
     if content_name is not None:
         custom["content_name"] = content_name
 
-    for target, key in (("search_string", "query"), ("status", "status"), ("order_id", "order_id")):
-        text = _scalar_text(properties.get(key))
-        if text is not None:
-            custom[target] = text
+    _put_text(custom, "search_string", properties.get("query"))
+    _put_text(custom, "status", properties.get("status"))
+    _put_text(custom, "order_id", properties.get("order_id"))
 
     delivery = properties.get("delivery_category")
     if delivery is not None:
@@ -185,7 +183,7 @@ def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
         if depth > limit:
             return True
         children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 
 
@@ -219,25 +217,27 @@ def _content(product: dict[str, Any]) -> dict[str, Any] | None:
     price = _number(product.get("price"))
     if price is not None:
         content["item_price"] = price
-    for target, value in (
-        ("title", first_present(product, _NAME_KEYS)),
-        ("brand", product.get("brand")),
-        ("category", product.get("category")),
-    ):
-        if value is None:
-            continue
-        if type(value) is str:  # the common case, without the calls below
-            text: str | None = value.strip() or None
-        elif target == "category":
-            text = _item_category(value)
-        else:
-            text = _scalar_text(value)
-        if text is not None:
-            content[target] = text
+    _put_text(content, "title", first_present(product, _NAME_KEYS))
+    _put_text(content, "brand", product.get("brand"))
+    category = product.get("category")
+    if type(category) is str:  # the common case: _item_category without the call
+        _put_text(content, "category", category)
+    elif category is not None:
+        category = _item_category(category)
+        if category is not None:
+            content["category"] = category
     delivery = product.get("delivery_category")
     if delivery is not None:
         content["delivery_category"] = _delivery_category(delivery, "products[].")
     return content
+
+
+def _put_text(data: dict[str, Any], key: str, value: Any) -> None:
+    """data[key] = `value` as text (a trimmed string, a number or boolean as text), unless
+    absent or blank."""
+    text = _scalar_text(value)
+    if text is not None:
+        data[key] = text
 
 
 # An int or a float, kept as it came. Not annotated `float | int`: mypy reads that as `float`,
@@ -313,7 +313,7 @@ def _category(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, list):
-        if any(isinstance(item, _CONTAINERS) for item in value):
+        if any(isinstance(item, (dict, list)) for item in value):
             raise InvalidEvent(
                 reasons.INVALID_CATEGORY,
                 "properties.category must be a string or a list of strings, got a list holding "
@@ -332,7 +332,7 @@ def _category(value: Any) -> str | None:
 def _item_category(value: Any) -> str | None:
     """contents[].category: as content_category reads it, but a category it cannot read is
     left out rather than failing the event (only the event's own category is checked)."""
-    if isinstance(value, list) and any(isinstance(item, _CONTAINERS) for item in value):
+    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
         return None
     if isinstance(value, dict | bool):
         return None

@@ -43,9 +43,9 @@ from worker.mapping.result import Invalid, Mapped, MapResult, Skipped
 from worker.mapping.timefields import parse_timestamp_ms
 from worker.mapping.user_data import build_user_data, has_customer_information
 
-FORWARDED_TYPES = frozenset({"track", "page", "screen", "identify"})
-_EMPTY: dict[str, Any] = {}
-_ACTION_SOURCE_KEYS = ("action_source", "actionSource")
+FORWARDED_TYPES: Final = frozenset({"track", "page", "screen", "identify"})
+_EMPTY: Final[dict[str, Any]] = {}
+_ACTION_SOURCE_KEYS: Final[tuple[str, ...]] = ("action_source", "actionSource")
 # Ages (now - event_time, seconds) within every action_source's window: such an event is
 # neither too old nor in the future, which _check_time_window sees without calling the rules
 # (uncompiled code) for it.

@@ -22,7 +22,7 @@ IP_CACHE_SIZE: Final = 16384
 #: longest IPv6 address is 45 characters; a scope id (an interface name) adds a few.
 MAX_CACHED_LENGTH: Final = 64
 
-_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_FAMILIES: Final[tuple[int, ...]] = (socket.AF_INET, socket.AF_INET6)
 
 
 def is_ip_address(text: str) -> bool:

@@ -11,15 +11,15 @@ advanced matching sends it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from worker import reasons
 from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.plan import DestinationPlan
 
-MAX_EVENT_NAME_LENGTH = 50
-PAGE_VIEW = "PageView"
-IDENTIFY_EVENT_NAME = "identify"
+MAX_EVENT_NAME_LENGTH: Final = 50
+PAGE_VIEW: Final = "PageView"
+IDENTIFY_EVENT_NAME: Final = "identify"
 
 
 def track_event_name(event: Any, plan: DestinationPlan) -> str:

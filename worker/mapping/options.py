@@ -7,10 +7,10 @@ off except those named `true` or with an object. An object also carries per-even
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-_NO_OPTIONS: dict[str, Any] = {}
-_ALL = "All"
+_NO_OPTIONS: Final[dict[str, Any]] = {}
+_ALL: Final = "All"
 
 
 def integration_options(message: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any] | None:

@@ -11,13 +11,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Final
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SECONDS_PER_DAY: Final = 86_400
 
 # Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
-MILLISECONDS_THRESHOLD = 100_000_000_000
+MILLISECONDS_THRESHOLD: Final = 100_000_000_000
 # A numeric string longer than this is no epoch time (2**63 has 19 digits).
-MAX_EPOCH_DIGITS = 19
+MAX_EPOCH_DIGITS: Final = 19
 
 
 def _epoch_number_to_ms(number: float) -> int | None:

@@ -33,21 +33,21 @@ from worker.mapping.phone import phone_region, with_calling_code
 
 # Where each trait is read, in the order of preference. `phone` is read on its own (it may be
 # completed with a calling code first).
-_EMAIL_KEYS: Final = ("email",)
-_FIRST_NAME_KEYS: Final = ("firstName", "first_name", "firstname")
-_LAST_NAME_KEYS: Final = ("lastName", "last_name", "lastname")
-_GENDER_KEYS: Final = ("gender",)
-_BIRTHDAY_KEYS: Final = ("birthday",)
-_PHONE_KEYS: Final = ("phone",)
-_NAME_KEYS: Final = ("name",)
+_EMAIL_KEYS: Final[tuple[str, ...]] = ("email",)
+_FIRST_NAME_KEYS: Final[tuple[str, ...]] = ("firstName", "first_name", "firstname")
+_LAST_NAME_KEYS: Final[tuple[str, ...]] = ("lastName", "last_name", "lastname")
+_GENDER_KEYS: Final[tuple[str, ...]] = ("gender",)
+_BIRTHDAY_KEYS: Final[tuple[str, ...]] = ("birthday",)
+_PHONE_KEYS: Final[tuple[str, ...]] = ("phone",)
+_NAME_KEYS: Final[tuple[str, ...]] = ("name",)
 # ... and in `address`:
-_CITY_KEYS: Final = ("city",)
-_STATE_KEYS: Final = ("state",)
-_ZIP_KEYS: Final = ("postal_code", "postalCode", "zip")
-_COUNTRY_KEYS: Final = ("country",)
+_CITY_KEYS: Final[tuple[str, ...]] = ("city",)
+_STATE_KEYS: Final[tuple[str, ...]] = ("state",)
+_ZIP_KEYS: Final[tuple[str, ...]] = ("postal_code", "postalCode", "zip")
+_COUNTRY_KEYS: Final[tuple[str, ...]] = ("country",)
 # Meta's user_data parameters an event may carry in `integrations.<name>.user_data`, sent as
 # given (Meta takes them unhashed).
-PASS_THROUGH_KEYS: tuple[str, ...] = (
+PASS_THROUGH_KEYS: Final[tuple[str, ...]] = (
     "partner_id",
     "partner_name",
     "subscription_id",
@@ -56,7 +56,6 @@ PASS_THROUGH_KEYS: tuple[str, ...] = (
     "anon_id",
     "madid",
 )
-_NOT_IDENTIFIERS = (dict, bool)
 _NO_COOKIES: Final[dict[str, Any]] = {}
 
 
@@ -228,7 +227,7 @@ def _put_hashed(user_data: dict[str, Any], field: str, value: Any, prehashed: bo
             if digests:
                 user_data[field] = digests[0] if len(digests) == 1 else digests
             return
-        if isinstance(value, _NOT_IDENTIFIERS):
+        if isinstance(value, (dict, bool)):
             return
     digest = normalize_and_hash(field, value, prehashed=prehashed)
     if digest is not None:
