@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# The mapping compiled with mypyc (setup.py): written by a successful build, with the digest of
-# every compiled source; the modules are rebuilt in place whenever one of these sources changes.
+# The mapping (and setup.py's COMPILED_MODULES) compiled with mypyc: written by a successful
+# build, with the digest of every compiled source; rebuilt in place whenever one of them changes.
 COMPILED_RECORD  := worker/_compiled.json
-COMPILED_SOURCES := $(filter-out %/__init__.py,$(wildcard worker/mapping/*.py))
+COMPILED_SOURCES := $(filter-out %/__init__.py,$(wildcard worker/mapping/*.py)) \
+	$(shell $(PYTHON) -c 'import ast, sys; tree = ast.parse(open("setup.py").read()); print(*next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "COMPILED_MODULES"))')
 # What `make test` must find: the compiled build, or with CAPI_WORKER_PURE_PYTHON=1 the pure one.
 EXPECTED_BUILD := $(if $(filter-out 0,$(CAPI_WORKER_PURE_PYTHON)),pure Python,compiled)
 

@@ -1,4 +1,5 @@
-"""The build: the mapping package compiled with mypyc where it can be, pure Python otherwise.
+"""The build: the mapping package (and the stream's per-record modules) compiled with mypyc
+where it can be, pure Python otherwise.
 
     pip install .                          compiled when a C compiler and the Python headers
                                            are present; else the pure-Python package and a
@@ -14,13 +15,16 @@ A successful build writes `worker/_compiled.json`: the SHA-256 of every compiled
 source instead of a stale compiled copy.
 
 Compiled code is the same code with four differences to keep in mind when editing
-worker/mapping (the whole test suite runs compiled in `make test`, so a slip shows there):
+worker/mapping or a module of COMPILED_MODULES (the whole test suite runs compiled in
+`make test`, so a slip shows there):
 - annotations are enforced at run time: a parameter that may receive any decoded JSON value
   must be annotated `Any` (or `object`), not `dict[str, Any]`, or a list passed in raises;
   likewise a value read from a container typed `Mapping[str, bytes | None]` is checked
   against `bytes | None` (type such containers `Mapping[str, Any]` if anything may be in them);
 - a `float` annotation (and `float | int`, which mypy reads as `float`) turns an int into a
   float: 120 becomes 120.0 in the JSON. Numbers that must keep their type are typed `Any`;
+  a test double passed where a compiled class is annotated (a record, a batch) is refused:
+  tests pass the real (small) objects;
 - calls between compiled modules are direct: monkeypatching a mapping function in a test does
   not reach callers inside the package (patch the caller's input instead);
 - a class defined in a compiled module cannot be subclassed from uncompiled code unless it is
@@ -45,6 +49,16 @@ ROOT = Path(__file__).resolve().parent
 # Every module of these packages is compiled, except the package's __init__.py (kept as
 # source, so the package always imports and can switch to the pure path).
 COMPILED_PACKAGES = ("worker/mapping",)
+# And these modules of the worker's per-record path (the hot path's bookkeeping around the
+# mapping: tracking, batching, match-quality signatures), measured to pay for it (callgrind,
+# docs/performance.md). Only modules whose tests need no monkeypatching of their functions.
+COMPILED_MODULES = (
+    "worker/capi/match_quality.py",
+    "worker/stream/batcher.py",
+    "worker/stream/hot_path.py",
+    "worker/stream/route_and_map.py",
+    "worker/stream/watermark.py",
+)
 MANIFEST = "worker/_compiled.json"
 COMPILE_ENV = "CAPI_WORKER_COMPILE"
 SHARED_LIBRARY = "worker._mapping"  # mypyc's runtime and all the code: worker/_mapping__mypyc.*.so
@@ -58,6 +72,7 @@ def compiled_sources() -> list[str]:
             for path in sorted((ROOT / package).glob("*.py"))
             if path.name != "__init__.py"
         )
+    sources.extend(COMPILED_MODULES)
     return sources
 
 
@@ -93,8 +108,9 @@ class BuildCompiledMapping(build_ext):
     def _remove_orphans(self) -> None:
         """Compiled modules left in the source tree by an earlier build whose source has since
         moved or gone: they would still be importable under the old name."""
-        for package in COMPILED_PACKAGES:
-            for compiled in (ROOT / package).glob("*.so"):
+        directories = {*COMPILED_PACKAGES, *(Path(module).parent for module in COMPILED_MODULES)}
+        for directory in directories:
+            for compiled in (ROOT / directory).glob("*.so"):
                 if not compiled.with_name(compiled.name.split(".")[0] + ".py").exists():
                     compiled.unlink()
 

@@ -1,8 +1,8 @@
-from types import SimpleNamespace
 from typing import Any
 
 from worker.config import DestinationSettings
 from worker.stream.batcher import PixelBatcher
+from worker.stream.watermark import InFlightRecord, PartitionWatermark
 
 
 class FakeClock:
@@ -17,9 +17,9 @@ def _destination(name: str) -> DestinationSettings:
     return DestinationSettings(name=name, pixel_id="1", access_token="t")  # type: ignore[arg-type]
 
 
-def _event(size: int = 10) -> tuple[bytes, Any]:
+def _event(size: int = 10) -> tuple[bytes, InFlightRecord]:
     """A serialised event of `size` bytes and its record."""
-    return b'"' + b"x" * (size - 2) + b'"', SimpleNamespace()
+    return b'"' + b"x" * (size - 2) + b'"', InFlightRecord(None, PartitionWatermark(), 1, 0)
 
 
 def test_batch_is_cut_at_max_events_per_destination() -> None:
@@ -73,7 +73,7 @@ def test_drain_returns_every_open_batch() -> None:
 def test_a_batch_holds_its_events_serialised_back_to_back() -> None:
     batcher = PixelBatcher(max_events=3, max_bytes=10_000, linger_seconds=1, clock=FakeClock())
     shop = _destination("shop")
-    records = [SimpleNamespace(), SimpleNamespace(), SimpleNamespace()]
+    records = [_event()[1] for _ in range(3)]
     batcher.add(shop, b'{"a":1}', records[0])
     batcher.add(shop, b'{"b":2}', records[1])
     [ready] = batcher.add(shop, b'{"c":3}', records[2])

@@ -21,7 +21,7 @@ from worker.stream.hot_path import HotPath
 from worker.stream.kafka_thread import KafkaThread
 from worker.stream.route_and_map import RouteAndMap
 from worker.stream.stats import WorkerStats
-from worker.stream.watermark import InFlightRecord
+from worker.stream.watermark import InFlightRecord, PartitionWatermark
 
 SETTINGS = parse_settings(
     {
@@ -198,7 +198,7 @@ def test_a_reload_cuts_the_batches_of_replaced_destinations_under_their_old_sett
     route_and_map = RouteAndMap(old)
     batcher = PixelBatcher(100, 1_000_000, 60.0, time.monotonic)
     sent: list[Batch] = []
-    record: Any = object()
+    record = InFlightRecord(None, PartitionWatermark(), 2, 0)
     for name in ("shop", "blog"):
         destination = old.get(name)
         assert destination is not None
