@@ -21,11 +21,11 @@ and it keeps the cache's memory bounded).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import unicodedata
 from collections.abc import Callable
+from hashlib import sha256
 from typing import Any, Final, NamedTuple
 
 from worker.mapping.geo import COUNTRY_BY_KEY, COUNTRY_CODES, US_STATE_BY_KEY, US_STATE_CODES
@@ -313,7 +313,7 @@ _cache_stats: Final = _CacheStats()
 
 def _hash_miss(cache: dict[str, str], field: str, text: str) -> str | None:
     prepared = _prepare(_RULES[field], text)
-    digest = hashlib.sha256(prepared).hexdigest() if isinstance(prepared, bytes) else prepared
+    digest = sha256(prepared).hexdigest() if isinstance(prepared, bytes) else prepared
     stats = _cache_stats
     if stats.entries >= HASH_CACHE_SIZE:
         _empty_caches()
