@@ -135,11 +135,16 @@ def _gender(text: str) -> str | None:
     return _GENDERS.get(text)
 
 
-def _ymd(year: int, month: int, day: int) -> str | None:
+def _is_date_of_birth(year: int, month: int, day: int) -> bool:
+    """A real calendar date, in a year we take for a birth year."""
     if not (_DB_MIN_YEAR <= year <= _DB_MAX_YEAR and 1 <= month <= 12 and day >= 1):
-        return None
+        return False
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    if day > _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0):
+    return day <= _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0)
+
+
+def _ymd(year: int, month: int, day: int) -> str | None:
+    if not _is_date_of_birth(year, month, day):
         return None
     return "%04d%02d%02d" % (year, month, day)  # noqa: UP031 (twice as fast as an f-string)
 
@@ -156,7 +161,9 @@ def _date_of_birth(text: str) -> str | None:
     if len(text) == 10 and text[4] == text[7] == "-" and text.isascii():  # YYYY-MM-DD, the usual
         yyyy, mm, dd = text[:4], text[5:7], text[8:]
         if yyyy.isdigit() and mm.isdigit() and dd.isdigit():
-            return _ymd(int(yyyy), int(mm), int(dd))
+            # Already zero-padded: the digits as written are the YYYYMMDD that _ymd would format.
+            valid = _is_date_of_birth(int(yyyy), int(mm), int(dd))
+            return yyyy + mm + dd if valid else None
     if match := _DB_COMPACT.fullmatch(text):
         return _ymd(int(match[1]), int(match[2]), int(match[3]))
     if match := _DB_YEAR_FIRST.fullmatch(text):
