@@ -36,31 +36,35 @@ HASH_CACHE_SIZE: Final = 65536
 #: Longer inputs are dropped: no email, phone, name or id is this long.
 MAX_VALUE_LENGTH: Final = 1024
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 # em: one @, no whitespace, a dot somewhere in the domain. (The SDK's `.+@.+\..+` also takes
 # inner spaces and several @, which can never be an address Meta knows.)
-_EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+_EMAIL: Final = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 
 # ph: a trailing extension, then separators people type, then "+", up to four leading zeros
 # (the SDK strips `^\+?0{0,2}` twice) and at least 7 digits not starting with 0.
-_PH_EXTENSION = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
-_PH_SEPARATORS = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
-_PH_NUMBER = re.compile(r"\+?0{0,4}([1-9]\d{6,})")
+_PH_EXTENSION: Final = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
+_PH_SEPARATORS: Final = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
+_PH_NUMBER: Final = re.compile(r"\+?0{0,4}([1-9]\d{6,})")
 
 # zp: whitespace and dashes go; nine digits are a US ZIP+4, which keeps its first five.
-_ZIP_SEPARATORS = re.compile(r"[\s\-]+")
+_ZIP_SEPARATORS: Final = re.compile(r"[\s\-]+")
 
 # ct / st / fn / ln: ASCII fast path of "letters only".
-_NOT_A_TO_Z = re.compile(r"[^a-z]+")
-_US_ISO_SUBDIVISION = re.compile(r"us-([a-z]{2})")
+_NOT_A_TO_Z: Final = re.compile(r"[^a-z]+")
+_US_ISO_SUBDIVISION: Final = re.compile(r"us-([a-z]{2})")
 
 # db: the layouts we read; everything is lowercased before matching.
-_DB_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_DB_YEAR_FIRST = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[t\s].*)?")
-_DB_YEAR_LAST = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})")
-_DB_DAY_MONTHNAME = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[\s\-/.]*([a-z]+)\.?,?[\s\-/.]*(\d{4})")
-_DB_MONTHNAME_DAY = re.compile(r"([a-z]+)\.?[\s\-/.]*(\d{1,2})(?:st|nd|rd|th)?,?[\s\-/.]*(\d{4})")
+_DB_COMPACT: Final = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_DB_YEAR_FIRST: Final = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[t\s].*)?")
+_DB_YEAR_LAST: Final = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})")
+_DB_DAY_MONTHNAME: Final = re.compile(
+    r"(\d{1,2})(?:st|nd|rd|th)?[\s\-/.]*([a-z]+)\.?,?[\s\-/.]*(\d{4})"
+)
+_DB_MONTHNAME_DAY: Final = re.compile(
+    r"([a-z]+)\.?[\s\-/.]*(\d{1,2})(?:st|nd|rd|th)?,?[\s\-/.]*(\d{4})"
+)
 _DB_MIN_YEAR: Final = 1900
 _DB_MAX_YEAR: Final = 2099
 _MONTH_NAMES: Final = (
