@@ -345,8 +345,10 @@ def _id_text(value: Any) -> str | None:
 def _opt_out(
     properties: dict[str, Any], context_traits: dict[str, Any], traits: dict[str, Any]
 ) -> bool | None:
-    for source in (properties, context_traits, traits):
-        value = source.get("opt_out")
-        if value is True or value is False:
-            return value
-    return None
+    """properties, context.traits, then traits: the first `opt_out` that is a boolean."""
+    value = properties.get("opt_out")
+    if value is not True and value is not False:
+        value = context_traits.get("opt_out")
+    if value is not True and value is not False:
+        value = traits.get("opt_out")
+    return value if value is True or value is False else None

@@ -9,8 +9,8 @@ refuses (a scope id, garbage) goes to `ipaddress`. Answers are memoised in a bou
 from __future__ import annotations
 
 import ipaddress
-import socket
 from functools import lru_cache
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ IP_CACHE_SIZE: Final = 16384
 #: longest IPv6 address is 45 characters; a scope id (an interface name) adds a few.
 MAX_CACHED_LENGTH: Final = 64
 
-_FAMILIES: Final[tuple[int, ...]] = (socket.AF_INET, socket.AF_INET6)
+_FAMILIES: Final[tuple[int, ...]] = (AF_INET, AF_INET6)
 
 
 def is_ip_address(text: str) -> bool:
@@ -35,7 +35,7 @@ def is_ip_address(text: str) -> bool:
 def _parses(text: str) -> bool:
     for family in _FAMILIES:
         try:
-            socket.inet_pton(family, text)
+            inet_pton(family, text)
         except (OSError, ValueError):  # not that family (ValueError: an embedded NUL)
             continue
         return True
@@ -46,7 +46,7 @@ def _parses(text: str) -> bool:
     return True
 
 
-_cached_parses = lru_cache(maxsize=IP_CACHE_SIZE)(_parses)
+_cached_parses: Final = lru_cache(maxsize=IP_CACHE_SIZE)(_parses)
 
 
 def ip_cache_info() -> _CacheInfo:

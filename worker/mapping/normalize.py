@@ -21,11 +21,11 @@ and it keeps the cache's memory bounded).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import unicodedata
 from collections.abc import Callable
+from hashlib import sha256
 from typing import Any, Final, NamedTuple
 
 from worker.mapping.geo import COUNTRY_BY_KEY, COUNTRY_CODES, US_STATE_BY_KEY, US_STATE_CODES
@@ -36,31 +36,35 @@ HASH_CACHE_SIZE: Final = 65536
 #: Longer inputs are dropped: no email, phone, name or id is this long.
 MAX_VALUE_LENGTH: Final = 1024
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 # em: one @, no whitespace, a dot somewhere in the domain. (The SDK's `.+@.+\..+` also takes
 # inner spaces and several @, which can never be an address Meta knows.)
-_EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+_EMAIL: Final = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 
 # ph: a trailing extension, then separators people type, then "+", up to four leading zeros
 # (the SDK strips `^\+?0{0,2}` twice) and at least 7 digits not starting with 0.
-_PH_EXTENSION = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
-_PH_SEPARATORS = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
-_PH_NUMBER = re.compile(r"\+?0{0,4}([1-9]\d{6,})")
+_PH_EXTENSION: Final = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
+_PH_SEPARATORS: Final = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
+_PH_NUMBER: Final = re.compile(r"\+?0{0,4}([1-9]\d{6,})")
 
 # zp: whitespace and dashes go; nine digits are a US ZIP+4, which keeps its first five.
-_ZIP_SEPARATORS = re.compile(r"[\s\-]+")
+_ZIP_SEPARATORS: Final = re.compile(r"[\s\-]+")
 
 # ct / st / fn / ln: ASCII fast path of "letters only".
-_NOT_A_TO_Z = re.compile(r"[^a-z]+")
-_US_ISO_SUBDIVISION = re.compile(r"us-([a-z]{2})")
+_NOT_A_TO_Z: Final = re.compile(r"[^a-z]+")
+_US_ISO_SUBDIVISION: Final = re.compile(r"us-([a-z]{2})")
 
 # db: the layouts we read; everything is lowercased before matching.
-_DB_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_DB_YEAR_FIRST = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[t\s].*)?")
-_DB_YEAR_LAST = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})")
-_DB_DAY_MONTHNAME = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[\s\-/.]*([a-z]+)\.?,?[\s\-/.]*(\d{4})")
-_DB_MONTHNAME_DAY = re.compile(r"([a-z]+)\.?[\s\-/.]*(\d{1,2})(?:st|nd|rd|th)?,?[\s\-/.]*(\d{4})")
+_DB_COMPACT: Final = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_DB_YEAR_FIRST: Final = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[t\s].*)?")
+_DB_YEAR_LAST: Final = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})")
+_DB_DAY_MONTHNAME: Final = re.compile(
+    r"(\d{1,2})(?:st|nd|rd|th)?[\s\-/.]*([a-z]+)\.?,?[\s\-/.]*(\d{4})"
+)
+_DB_MONTHNAME_DAY: Final = re.compile(
+    r"([a-z]+)\.?[\s\-/.]*(\d{1,2})(?:st|nd|rd|th)?,?[\s\-/.]*(\d{4})"
+)
 _DB_MIN_YEAR: Final = 1900
 _DB_MAX_YEAR: Final = 2099
 _MONTH_NAMES: Final = (
@@ -135,11 +139,16 @@ def _gender(text: str) -> str | None:
     return _GENDERS.get(text)
 
 
-def _ymd(year: int, month: int, day: int) -> str | None:
+def _is_date_of_birth(year: int, month: int, day: int) -> bool:
+    """A real calendar date, in a year we take for a birth year."""
     if not (_DB_MIN_YEAR <= year <= _DB_MAX_YEAR and 1 <= month <= 12 and day >= 1):
-        return None
+        return False
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    if day > _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0):
+    return day <= _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0)
+
+
+def _ymd(year: int, month: int, day: int) -> str | None:
+    if not _is_date_of_birth(year, month, day):
         return None
     return "%04d%02d%02d" % (year, month, day)  # noqa: UP031 (twice as fast as an f-string)
 
@@ -156,7 +165,9 @@ def _date_of_birth(text: str) -> str | None:
     if len(text) == 10 and text[4] == text[7] == "-" and text.isascii():  # YYYY-MM-DD, the usual
         yyyy, mm, dd = text[:4], text[5:7], text[8:]
         if yyyy.isdigit() and mm.isdigit() and dd.isdigit():
-            return _ymd(int(yyyy), int(mm), int(dd))
+            # Already zero-padded: the digits as written are the YYYYMMDD that _ymd would format.
+            valid = _is_date_of_birth(int(yyyy), int(mm), int(dd))
+            return yyyy + mm + dd if valid else None
     if match := _DB_COMPACT.fullmatch(text):
         return _ymd(int(match[1]), int(match[2]), int(match[3]))
     if match := _DB_YEAR_FIRST.fullmatch(text):
@@ -313,7 +324,7 @@ _cache_stats: Final = _CacheStats()
 
 def _hash_miss(cache: dict[str, str], field: str, text: str) -> str | None:
     prepared = _prepare(_RULES[field], text)
-    digest = hashlib.sha256(prepared).hexdigest() if isinstance(prepared, bytes) else prepared
+    digest = sha256(prepared).hexdigest() if isinstance(prepared, bytes) else prepared
     stats = _cache_stats
     if stats.entries >= HASH_CACHE_SIZE:
         _empty_caches()

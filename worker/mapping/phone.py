@@ -27,8 +27,8 @@ from worker.mapping.normalize import normalize
 COMPLETION_CACHE_SIZE: Final = 16384
 
 # Separators people type between digits, and a trailing extension (as `normalize` reads them).
-_SEPARATORS = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
-_EXTENSION = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
+_SEPARATORS: Final = re.compile(r"[\s\-().\/\u2010-\u2015\u2212]+")
+_EXTENSION: Final = re.compile(r"\s*(?:;?ext(?:ension)?[.:=]?|x|#)\s*\d{1,6}\s*$")
 
 
 @dataclass(frozen=True, slots=True)
