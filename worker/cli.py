@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench_parser(commands: Any) -> None:
-    from worker.bench.command import add_bench_parser
+    from worker.bench.arguments import add_bench_parser
 
     add_bench_parser(commands)
 
