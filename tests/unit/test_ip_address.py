@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.mapping.ip_address import (
     IP_CACHE_SIZE,
@@ -30,6 +33,11 @@ NOT_ADDRESSES = [
     "203.0.113.9.1",
     "256.0.0.1",
     "203.0.113.09",  # a leading zero
+    "203.0.113.009",
+    "203.0.113.256",
+    "203.0..9",
+    "203.0.113.9.",
+    "\u0663.0.113.9",  # an Arabic-Indic digit: isdigit() but not ASCII
     " 203.0.113.9",
     "203.0.113.9\x00",
     "\uff12\uff10\uff13.0.113.9",  # full-width digits
@@ -60,15 +68,45 @@ def test_examples_are_what_they_claim() -> None:
     assert not any(parses(text) for text in NOT_ADDRESSES)
 
 
-def test_cache_is_bounded_and_hit_on_repeats() -> None:
+def inet_pton_parses(text: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+OCTET = st.integers(0, 300).map(str) | st.sampled_from(["", "0", "00", "01", "007", "1000", "+1"])
+DOTTED = st.lists(OCTET | st.text("0123456789.x \u0663", max_size=4), min_size=1, max_size=6).map(
+    ".".join
+)
+
+
+@settings(max_examples=1000)
+@given(DOTTED | st.text(max_size=20))
+def test_same_answer_as_ipaddress_and_inet_pton_on_dotted_texts(text: str) -> None:
+    """The dotted-quad check answers without inet_pton or ipaddress: still their answer."""
+    clear_ip_cache()
+    assert is_ip_address(text) is parses(text)
+    if text.isascii() and "\x00" not in text:
+        assert is_ip_address(text) is (inet_pton_parses(text) or parses(text))
+
+
+def test_ipv4_addresses_bypass_the_cache() -> None:
     clear_ip_cache()
     assert is_ip_address("203.0.113.9")
-    assert is_ip_address("203.0.113.9")
+    assert ip_cache_info().currsize == 0
+
+
+def test_cache_is_bounded_and_hit_on_repeats() -> None:
+    clear_ip_cache()
+    assert is_ip_address("2001:db8::1")
+    assert is_ip_address("2001:db8::1")
     info = ip_cache_info()
     assert (info.hits, info.misses, info.currsize) == (1, 1, 1)
 
     for i in range(IP_CACHE_SIZE + 100):
-        is_ip_address(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+        is_ip_address(f"2001:db8::{i // 65536:x}:{i % 65536:x}")
     assert ip_cache_info().currsize == IP_CACHE_SIZE
     clear_ip_cache()
     assert ip_cache_info().currsize == 0

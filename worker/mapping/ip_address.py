@@ -3,7 +3,8 @@
 `ipaddress.ip_address` is the rule (IPv4, or IPv6 with or without a scope id) but costs a few
 microseconds. The C `inet_pton` answers first: every text it takes as an IPv4 address (four
 decimal octets up to 255, no leading zeros) or IPv6 address, `ipaddress` takes too; what it
-refuses (a scope id, garbage) goes to `ipaddress`. Answers are memoised in a bounded LRU.
+refuses (a scope id, garbage) goes to `ipaddress`. Answers are memoised in a bounded LRU,
+except for IPv4 addresses, which `inet_pton` answers faster than the LRU does.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ IP_CACHE_SIZE: Final = 16384
 #: longest IPv6 address is 45 characters; a scope id (an interface name) adds a few.
 MAX_CACHED_LENGTH: Final = 64
 
+_MAX_IPV4_LENGTH: Final = len("255.255.255.255")
 _FAMILIES: Final[tuple[int, ...]] = (AF_INET, AF_INET6)
 
 
 def is_ip_address(text: str) -> bool:
     """True when `text` parses as an IPv4 or IPv6 address."""
+    if len(text) <= _MAX_IPV4_LENGTH and ":" not in text:  # perhaps IPv4: ask first, uncached
+        try:
+            inet_pton(AF_INET, text)
+        except (OSError, ValueError):  # not IPv4 (ValueError: an embedded NUL): see below
+            pass
+        else:
+            return True
     if len(text) > MAX_CACHED_LENGTH:
         return _parses(text)
     return _cached_parses(text)
