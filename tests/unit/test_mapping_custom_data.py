@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.builders import NOW, destination, track_message
 from worker import reasons
 from worker.capi.contract import validate_event
 from worker.config import DestinationSettings
+from worker.mapping.custom_data import _money
+from worker.mapping.errors import InvalidEvent
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped
 
@@ -40,6 +45,35 @@ def invalid_reason(msg: dict[str, Any], settings: DestinationSettings | None = N
 def test_purchase_value_is_the_revenue_rounded_to_two_decimals() -> None:
     data = custom_data(message("Order Completed", revenue=19.999))
     assert data["value"] == 20.0
+
+
+PRICES = st.integers(-(10**15), 10**15).map(lambda cents: cents / 100)
+NEAR_PRICES = PRICES.map(lambda price: math.nextafter(price, math.inf))
+EXTREMES = st.sampled_from(
+    [0.0, -0.0, 0.005, -0.005, 0.015, 0.125, 1e13, -1e13, 9999999999999.99, 1e300, 5e-324]
+)
+
+
+@settings(max_examples=2000)
+@given(st.floats(allow_nan=False, allow_infinity=False) | PRICES | NEAR_PRICES | EXTREMES)
+def test_money_is_round_to_two_decimals_exactly(number: float) -> None:
+    """The shortcut for prices that are already whole cents gives round(x, 2) bit for bit."""
+    rounded = _money(number, "value")
+    expected = round(number, 2)
+    assert type(rounded) is float
+    assert rounded.hex() == expected.hex()  # the same double, the sign of a zero included
+
+
+@given(st.integers(-(10**30), 10**30))
+def test_money_keeps_integers(number: int) -> None:
+    rounded = _money(number, "value")
+    assert type(rounded) is int and rounded == number
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_money_refuses_what_is_not_finite(number: float) -> None:
+    with pytest.raises(InvalidEvent):
+        _money(number, "value")
 
 
 def test_numeric_string_revenue_is_read_as_a_number() -> None:

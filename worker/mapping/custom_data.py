@@ -243,6 +243,8 @@ def _put_text(data: dict[str, Any], key: str, value: Any) -> None:
 # An int or a float, kept as it came. Not annotated `float | int`: mypy reads that as `float`,
 # and compiled code (setup.py) would then turn 120 into 120.0, which changes the JSON sent.
 Number = Any
+# |x| below this: the cent count tried for x is an integer below 2**53, an exact double.
+_CENTS_EXACT_BELOW: Final = 1e13
 
 
 def _number(value: Any) -> Number:
@@ -279,7 +281,32 @@ def _money(value: Any, source: str) -> Number:
             reasons.INVALID_VALUE,
             f"properties.{source} must be a number, got {shown(value, 40)}",
         )
+    return _round_cents(number)
+
+
+def _round_cents(number: Any) -> Any:
+    """round(number, 2), without its decimal conversion when the answer is `number` itself.
+
+    An int rounds to itself. A float `x` that is the double nearest to c / 100 for an integer
+    c (every price written with at most two decimals) rounds to itself: round(x, 2) is the
+    two-decimal value nearest to x's exact value, which is c / 100 (x lies within half an ulp
+    of it, far less than 0.005 below 1e13), converted back to the double nearest to it: x.
+    The c tried is the integer nearest to x * 100; any integer c with float(c) / 100 == x proves
+    it, and below 1e13 float(c) is exact (c < 2**53) and the division correctly rounded.
+    """
+    kind = type(number)
+    if kind is int:
+        return number
+    if kind is float and _is_whole_cents(number):
+        return number
     return round(number, 2)
+
+
+def _is_whole_cents(x: float) -> bool:
+    if not -_CENTS_EXACT_BELOW < x < _CENTS_EXACT_BELOW:
+        return False
+    cents = float(math.floor(x * 100.0 + 0.5))
+    return cents / 100.0 == x
 
 
 def _quantity(value: Any) -> int:
