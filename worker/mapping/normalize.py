@@ -114,6 +114,15 @@ def _letters(text: str) -> str:
 
 
 def _email(text: str) -> str | None:
+    # Without whitespace (every whitespace character but " " is unprintable), _EMAIL's match is
+    # one "@" after at least one character, then a "." neither first nor last in the domain:
+    # found with str.find, without the regex engine.
+    if text.isprintable() and " " not in text:
+        at = text.find("@")
+        valid = (
+            at > 0 and text.find("@", at + 1) == -1 and text.find(".", at + 2, len(text) - 1) != -1
+        )
+        return text if valid else None
     return text if _EMAIL.fullmatch(text) else None
 
 
