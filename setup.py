@@ -49,11 +49,12 @@ ROOT = Path(__file__).resolve().parent
 # Every module of these packages is compiled, except the package's __init__.py (kept as
 # source, so the package always imports and can switch to the pure path).
 COMPILED_PACKAGES = ("worker/mapping",)
-# And these modules of the worker's per-record path (the hot path's bookkeeping around the
-# mapping: tracking, batching, match-quality signatures), measured to pay for it (callgrind,
-# docs/performance.md). Only modules whose tests need no monkeypatching of their functions.
+# And these modules of the worker's per-record path around the mapping (routing, the hot
+# path's tracking and batching, match-quality signatures), measured to pay for it (callgrind,
+# docs/performance.md). Their tests must not monkeypatch the functions they call.
 COMPILED_MODULES = (
     "worker/capi/match_quality.py",
+    "worker/pipeline.py",
     "worker/stream/batcher.py",
     "worker/stream/hot_path.py",
     "worker/stream/route_and_map.py",

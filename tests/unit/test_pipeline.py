@@ -4,6 +4,7 @@ import pytest
 
 from worker.config import DestinationSettings
 from worker.destination_set import DestinationSet
+from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, Mapped, Skipped
 from worker.pipeline import map_for_destinations, map_routed
 
@@ -34,31 +35,34 @@ def test_a_routing_failure_is_one_invalid_route_stage_result_not_an_exception(
     assert every == [result, result]
 
 
-def test_a_record_is_mapped_only_for_the_destinations_it_is_routed_to_in_fan_out_order(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_record_is_mapped_only_for_the_destinations_it_is_routed_to_in_fan_out_order() -> None:
+    # Each destination has its own default action source: a result shows whose plan mapped
+    # it. (No spy on map_event: map_routed is compiled, and a compiled caller never sees a
+    # monkeypatched function.)
+    sources = {"web": "website", "all": "email", "app": "phone_call", "pages": "chat"}
     destinations = DestinationSet(
         [
             _named("web", "1", source_ids=["web"]),
             _named("all", "2"),
             _named("app", "3", source_ids=["app"]),
             _named("pages", "4", event_types=["page"]),
-        ]
+        ],
     )
-    mapped_for: list[str] = []
-
-    def spy(message: Any, destination: DestinationSettings, now: float, plan: Any) -> Any:
-        mapped_for.append(destination.name)
-        assert plan is destinations.plans[destinations.index_of(destination.name) or 0]
-        return Skipped("spy")
-
-    monkeypatch.setattr("worker.pipeline.map_event", spy)
-    results = map_routed({**_PAGE, "context": {"sourceId": "app"}}, None, destinations, 0)
+    destinations = DestinationSet(
+        [d.model_copy(update={"default_action_source": sources[d.name]}) for d in destinations]
+    )
+    plans = {d.name: plan for d, plan in zip(destinations, destinations.plans, strict=True)}
+    now = 1_700_000_000
+    message = {**_PAGE, "context": {**_PAGE["context"], "sourceId": "app"}}  # type: ignore[dict-item]
+    results = map_routed(message, None, destinations, now)
     assert isinstance(results, list)
-    assert [d.name for d, _ in results] == mapped_for == ["all", "app", "pages"]
-    assert map_routed({"type": "track", "context": {"sourceId": "x"}}, None, destinations, 0) == [
-        (destinations.destinations[1], Skipped("spy"))
-    ]
+    assert [d.name for d, _ in results] == ["all", "app", "pages"]
+    for destination, result in results:
+        assert result == map_event(message, destination, now, plans[destination.name])
+        assert isinstance(result, Mapped)
+        assert result.event["action_source"] == sources[destination.name]
+    track = {"type": "track", "event": "Lead", "context": {"sourceId": "x"}}
+    assert [d.name for d, _ in map_routed(track, None, destinations, now)] == ["all"]
 
 
 # -- capi.redrive.only_destination: a redriven record goes back to its one destination ----------
