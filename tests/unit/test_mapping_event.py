@@ -947,3 +947,18 @@ def test_any_segment_shaped_event_gives_a_result_and_mapped_events_are_acceptabl
     result = map_event(msg, dest, NOW)
     assert_well_formed(result)
     assert msg == before  # the mapping never modifies its input
+
+
+def test_mapped_compares_and_shows_like_the_dataclass_it_was() -> None:
+    """Mapped is a plain class (native when compiled): equality, repr and unhashability are
+    still a dataclass's."""
+    event = {"event_name": "Lead", "event_time": 1}
+    assert Mapped(event) == Mapped(dict(event), None)
+    assert Mapped(event) != Mapped(event, "TEST1")
+    assert Mapped(event) != Mapped({"event_name": "Lead"})
+    assert Mapped(event) != Skipped("x")
+    assert repr(Mapped(event, "T")) == f"Mapped(event={event!r}, test_event_code='T')"
+    with pytest.raises(TypeError):
+        hash(Mapped(event))
+    with pytest.raises(AttributeError):
+        Mapped(event).other = 1  # type: ignore[attr-defined]
