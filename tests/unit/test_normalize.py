@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import unicodedata
 from decimal import Decimal
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from worker.capi.rules import HASHED_FIELDS
 from worker.mapping import geo
+from worker.mapping import normalize as normalize_module
 from worker.mapping.normalize import (
     HASH_CACHE_SIZE,
     MAX_VALUE_LENGTH,
@@ -31,6 +33,19 @@ MD5 = hashlib.md5(b"john.smith@example.com").hexdigest()
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_the_sha256_used_gives_hashlibs_digests(data: bytes) -> None:
+    """CPython's built-in SHA-256 where there is one: the same digests as hashlib's, on inputs
+    of one block and of several."""
+    assert normalize_module._sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_the_built_in_sha256_is_used_when_python_has_one() -> None:
+    built_in = importlib.util.find_spec("_sha2") or importlib.util.find_spec("_sha256")
+    assert (normalize_module._sha256 is not hashlib.sha256) is (built_in is not None)
 
 
 def test_pinned_public_interface() -> None:
