@@ -3,6 +3,8 @@
 Numbers and numeric strings take a fast path without datetime; ISO-8601 strings go through the
 C-implemented `datetime.fromisoformat` (Python 3.11 reads 'Z', offsets with or without a colon,
 and fractions of any length). A time without an offset is UTC, never the host's local time.
+The usual `YYYY-MM-DDTHH:MM:SS(.fff)Z` reads its minutes, seconds and milliseconds directly and
+its date and hour from a cache of `fromisoformat` results per hour.
 """
 
 from __future__ import annotations
@@ -60,6 +62,61 @@ def parse_timestamp_ms(value: Any) -> int | None:
         return None
     if text[-1] == "z":
         text = text[:-1] + "Z"
+    fast = _usual_iso_ms(text)
+    return fast if fast is not None else _iso_ms(text)
+
+
+# "YYYY-MM-DDTHH" -> Unix time in ms of that hour (UTC), from _iso_ms: the date and the hour are
+# read once per hour seen, not once per event. Emptied when full.
+_hour_ms: Final[dict[str, int]] = {}
+HOUR_CACHE_SIZE: Final = 4096
+
+
+def _usual_iso_ms(text: str) -> int | None:
+    """`YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DDTHH:MM:SS.fffZ` (what Segment and RudderStack send)
+    without datetime, or None for any other text (or any doubt): `_iso_ms` decides then.
+
+    Minutes, seconds and milliseconds are read here; the date and hour come from `_iso_ms` of
+    the hour's start, cached, so every value read is one `datetime.fromisoformat` would read."""
+    length = len(text)
+    if length == 24:
+        if text[19] != "." or text[23] != "Z":
+            return None
+        # ASCII digits by their code points: no slice and no int() of one (mypyc reads
+        # ord(text[i]) straight from the string's buffer).
+        digit1 = ord(text[20]) - 48
+        digit2 = ord(text[21]) - 48
+        digit3 = ord(text[22]) - 48
+        if not (0 <= digit1 <= 9 and 0 <= digit2 <= 9 and 0 <= digit3 <= 9):
+            return None
+        milliseconds = digit1 * 100 + digit2 * 10 + digit3
+    elif length == 20 and text[19] == "Z":
+        milliseconds = 0
+    else:
+        return None
+    if text[10] != "T" or text[13] != ":" or text[16] != ":":
+        return None
+    minute1 = ord(text[14]) - 48
+    minute2 = ord(text[15]) - 48
+    second1 = ord(text[17]) - 48
+    second2 = ord(text[18]) - 48
+    if not (0 <= minute1 <= 5 and 0 <= minute2 <= 9 and 0 <= second1 <= 5 and 0 <= second2 <= 9):
+        return None
+    seconds = minute1 * 600 + minute2 * 60 + second1 * 10 + second2
+    hour = text[:13]
+    start = _hour_ms.get(hour)
+    if start is None:
+        # Hours past 23 never: Python 3.12+ reads "24:00:00" (only) as the next day's midnight.
+        start = _iso_ms(hour + ":00:00Z") if hour[11:13] < "24" else None
+        if start is None:
+            return None
+        if len(_hour_ms) >= HOUR_CACHE_SIZE:
+            _hour_ms.clear()
+        _hour_ms[hour] = start
+    return start + seconds * 1000 + milliseconds
+
+
+def _iso_ms(text: str) -> int | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
