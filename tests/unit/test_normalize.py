@@ -20,6 +20,9 @@ from worker.mapping import normalize as normalize_module
 from worker.mapping.normalize import (
     HASH_CACHE_SIZE,
     MAX_VALUE_LENGTH,
+    _phone,
+    _phone_by_replace,
+    _typed_phone_number,
     clear_hash_cache,
     hash_cache_info,
     is_sha256_hex,
@@ -398,3 +401,22 @@ def test_zip() -> None:
     assert normalize("zp", "94103-1234") == "94103"
     assert normalize("zp", "m1 1ae") == "m11ae"
     assert normalize("zp", " - ") is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0000123456789 -().+x٣a\t", max_size=30))
+def test_typed_phone_numbers_read_as_by_replace(text: str) -> None:
+    # Compiled, _phone reads the usual typed shapes in one pass over the code points.
+    typed = _typed_phone_number(text)
+    if typed is not None:
+        assert (typed or None) == _phone_by_replace(text)
+    if "x" not in text and "#" not in text and "(0)" not in text:
+        assert _phone(text) == _phone_by_replace(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["+1 (415) 555-0100", "00044 20 7946 0958", "0000044207946095", "+", "()", "1+4155550100"],
+)
+def test_typed_phone_number_shapes(text: str) -> None:
+    assert _phone(text) == _phone_by_replace(text)
