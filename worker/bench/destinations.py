@@ -99,7 +99,7 @@ def probe(config: Path, events: Path, now: float) -> dict[str, Any]:
     # Before the corpus is read: what the destinations cost, not the events held in memory.
     rss_with_destinations = _peak_rss_mb()
     values = events.read_bytes().splitlines()
-    run = run_mapping(values, settings, now, destinations)
+    run = run_mapping(values, settings, now, destinations, stages=False)
     return {
         "destinations": len(settings.destinations),
         "start_cpu_seconds": round(start_cpu, 3),
