@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from worker.mapping.geo import COUNTRY_BY_KEY, name_key
 from worker.mapping.plan import DEFAULT_EVENTS_TO_STANDARD as STANDARD_NAMES
 
 MAX_AGE_SECONDS = 7 * 86_400
@@ -76,13 +77,14 @@ def section(runs: list[SdkRun], mapping_runs: list[Any]) -> dict[str, Any]:
 
 def run_sdk(values: list[bytes], now: float) -> SdkRun:
     """Decode + build the SDK objects + normalise + serialise every value once (CPU time)."""
+    sdk = load_sdk()
     outcomes: Counter[str] = Counter()
     gc.collect()
     started = time.process_time()
     for value in values:
         try:
             message = orjson.loads(value)
-            event = sdk_event(message, now)
+            event = sdk_event(message, now, sdk)
             orjson.dumps(event.normalize())
         except Exception:
             outcomes["invalid"] += 1
@@ -91,14 +93,34 @@ def run_sdk(values: list[bytes], now: float) -> SdkRun:
     return SdkRun(len(values), time.process_time() - started, outcomes)
 
 
-def sdk_event(message: dict[str, Any], now: float) -> Any:
-    """The Conversions API event of one Segment-spec `message`, as SDK objects."""
+@dataclass(frozen=True, slots=True)
+class Sdk:
+    """The SDK classes the peer uses, imported once, before the clock starts, as an
+    integrator's module would import them. (An import statement run per event, even of a
+    module already imported, costs ~0.6 µs: seven of them made the peer ~4 µs slower per
+    event than such code, and the ratio to it that much flattering.)"""
+
+    action_source: Any
+    content: Any
+    custom_data: Any
+    event: Any
+    gender: Any
+    user_data: Any
+
+
+def load_sdk() -> Sdk:
     from facebook_business.adobjects.serverside.action_source import ActionSource
     from facebook_business.adobjects.serverside.content import Content
     from facebook_business.adobjects.serverside.custom_data import CustomData
     from facebook_business.adobjects.serverside.event import Event
+    from facebook_business.adobjects.serverside.gender import Gender
     from facebook_business.adobjects.serverside.user_data import UserData
 
+    return Sdk(ActionSource, Content, CustomData, Event, Gender, UserData)
+
+
+def sdk_event(message: dict[str, Any], now: float, sdk: Sdk) -> Any:
+    """The Conversions API event of one Segment-spec `message`, as SDK objects."""
     context = message.get("context") or {}
     traits = context.get("traits") or {}
     address = traits.get("address") or {}
@@ -108,12 +130,12 @@ def sdk_event(message: dict[str, Any], now: float) -> Any:
     if now - event_time > MAX_AGE_SECONDS:
         raise ValueError("event_time too old")
     birthday = traits.get("birthday")
-    user_data = UserData(
+    user_data = sdk.user_data(
         email=traits.get("email"),
         phone=traits.get("phone"),
         first_name=traits.get("firstName"),
         last_name=traits.get("lastName"),
-        gender=_gender(traits.get("gender")),
+        gender=_gender(traits.get("gender"), sdk.gender),
         date_of_birth=birthday.replace("-", "") if birthday else None,
         city=address.get("city"),
         state=address.get("state"),
@@ -131,13 +153,13 @@ def sdk_event(message: dict[str, Any], now: float) -> Any:
     else:
         event_name = message.get("event") or ""
         name = STANDARD_NAMES.get(event_name, event_name)
-        custom_data = _custom_data(properties, CustomData, Content)
-    return Event(
+        custom_data = _custom_data(properties, sdk.custom_data, sdk.content)
+    return sdk.event(
         event_name=name,
         event_time=event_time,
         event_id=message.get("messageId"),
         event_source_url=(context.get("page") or {}).get("url"),
-        action_source=ActionSource.WEBSITE,
+        action_source=sdk.action_source.WEBSITE,
         user_data=user_data,
         custom_data=custom_data,
     )
@@ -146,17 +168,13 @@ def sdk_event(message: dict[str, Any], now: float) -> Any:
 def _country_code(value: Any) -> Any:
     if not isinstance(value, str):
         return None
-    from worker.mapping.geo import COUNTRY_BY_KEY, name_key
-
     return COUNTRY_BY_KEY.get(name_key(value), value)
 
 
-def _gender(value: Any) -> Any:
+def _gender(value: Any, gender: Any) -> Any:
     if not value:
         return None
-    from facebook_business.adobjects.serverside.gender import Gender
-
-    return Gender.FEMALE if value.strip().lower().startswith("f") else Gender.MALE
+    return gender.FEMALE if value.strip().lower().startswith("f") else gender.MALE
 
 
 def _custom_data(properties: dict[str, Any], custom_data: Any, content: Any) -> Any:
