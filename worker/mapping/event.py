@@ -90,7 +90,7 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     if kind == "screen" and not plan.forward_screen:
         return Skipped(reasons.SCREEN_NOT_FORWARDED)
 
-    options = integration_options(message, plan.integration_names)
+    options = integration_options(message, plan.integration_names, plan.integration_name_set)
     if options is None:
         return Skipped(reasons.INTEGRATION_DISABLED)
     context = message.get("context")

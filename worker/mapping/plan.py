@@ -42,6 +42,7 @@ class DestinationPlan:
     # property name -> True (hash it) or False (drop it); allowlisted names are absent.
     pii_actions: dict[str, bool]
     integration_names: tuple[str, ...]
+    integration_name_set: frozenset[str]
     required_consent: tuple[str, ...]
     # Check every built event against Meta's contract (worker.capi.contract) before it is
     # handed on: `mapping.verify_contract` in the worker; always for a plan built by map_event.
@@ -76,6 +77,7 @@ def build_plan(
         default_phone_country=destination.default_phone_country,
         pii_actions=_pii_actions(destination),
         integration_names=tuple(destination.integration_names),
+        integration_name_set=frozenset(destination.integration_names),
         required_consent=tuple(destination.required_consent_categories),
         verify_contract=verify_contract,
     )

@@ -76,8 +76,8 @@ def build_user_data(
     user_data: dict[str, Any] = {}
 
     _put_hashed(user_data, "em", _first_present(trait_sources, _EMAIL_KEYS), prehashed)
-    _put_hashed(user_data, "fn", _first_present(trait_sources, _FIRST_NAME_KEYS), prehashed)
-    _put_hashed(user_data, "ln", _first_present(trait_sources, _LAST_NAME_KEYS), prehashed)
+    named = _put_hashed(user_data, "fn", _first_present(trait_sources, _FIRST_NAME_KEYS), prehashed)
+    named |= _put_hashed(user_data, "ln", _first_present(trait_sources, _LAST_NAME_KEYS), prehashed)
     _put_hashed(user_data, "ge", _first_present(trait_sources, _GENDER_KEYS), prehashed)
     _put_hashed(user_data, "db", _first_present(trait_sources, _BIRTHDAY_KEYS), prehashed)
     addresses = _addresses(trait_sources)
@@ -87,7 +87,7 @@ def build_user_data(
     # A phone given as text is normalised and hashed even when the traits are flagged as hashed
     # (unlike the other traits, which are then taken only as SHA-256 digests).
     _put_hashed(user_data, "ph", phone, prehashed and type(phone) is not str)
-    if "fn" not in user_data and "ln" not in user_data:
+    if not named:
         _split_full_name(user_data, _first_present(trait_sources, _NAME_KEYS), prehashed)
     if addresses:
         _put_hashed(user_data, "ct", _first_present(addresses, _CITY_KEYS), prehashed)
@@ -192,6 +192,9 @@ def _first_present(sources: tuple[dict[str, Any], ...], keys: tuple[str, ...]) -
 
 
 def _addresses(trait_sources: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+    if len(trait_sources) == 1:  # track: context.traits only (no list built)
+        address = trait_sources[0].get("address")
+        return (address,) if address is not None and isinstance(address, dict) else ()
     addresses = []
     for source in trait_sources:
         address = source.get("address")
@@ -205,33 +208,35 @@ def _put_external_id(
 ) -> None:
     """The first candidate that gives an id wins: a configured path or a userId that is absent,
     blank or of a type that cannot be an id (an object, a bool) falls through to the next."""
-    if field_path is not None:
-        _put_hashed(user_data, "external_id", get_path(message, field_path), False)
-        if "external_id" in user_data:
-            return
-    _put_hashed(user_data, "external_id", message.get("userId"), False)
-    if "external_id" not in user_data:
+    if field_path is not None and _put_hashed(
+        user_data, "external_id", get_path(message, field_path), False
+    ):
+        return
+    if not _put_hashed(user_data, "external_id", message.get("userId"), False):
         _put_hashed(user_data, "external_id", message.get("anonymousId"), False)
 
 
-def _put_hashed(user_data: dict[str, Any], field: str, value: Any, prehashed: bool) -> None:
+def _put_hashed(user_data: dict[str, Any], field: str, value: Any, prehashed: bool) -> bool:
     """user_data[field] = the digest(s) of `value` (as found in the event: any JSON value),
-    unless nothing usable is left."""
+    unless nothing usable is left; whether it was set."""
     # With `prehashed`, only a SHA-256 digest comes back: a value flagged as hashed that is not
     # one would make Meta reject the whole batch, so it is left out.
     if type(value) is not str:  # a failing isinstance() is slow: skip them for plain strings
         if value is None:
-            return
+            return False
         if isinstance(value, list):
             digests = _hashed_list(field, value, prehashed)
-            if digests:
-                user_data[field] = digests[0] if len(digests) == 1 else digests
-            return
+            if not digests:
+                return False
+            user_data[field] = digests[0] if len(digests) == 1 else digests
+            return True
         if isinstance(value, (dict, bool)):
-            return
+            return False
     digest = normalize_and_hash(field, value, prehashed=prehashed)
-    if digest is not None:
-        user_data[field] = digest
+    if digest is None:
+        return False
+    user_data[field] = digest
+    return True
 
 
 def _hashed_list(field: str, values: list[Any], prehashed: bool) -> list[str]:
