@@ -54,6 +54,7 @@ COMPILED_PACKAGES = ("worker/mapping",)
 # docs/performance.md). Their tests must not monkeypatch the functions they call.
 COMPILED_MODULES = (
     "worker/capi/match_quality.py",
+    "worker/json_decode.py",
     "worker/pipeline.py",
     "worker/stream/batcher.py",
     "worker/stream/hot_path.py",

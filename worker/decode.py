@@ -37,6 +37,7 @@ import orjson
 
 from worker import reasons
 from worker.config import DecodingSettings
+from worker.json_decode import DecodeError, decode_json, json_type_name
 
 Decoder = Callable[[bytes | None], dict[str, Any]]
 Header = tuple[str, bytes | None]
@@ -46,21 +47,6 @@ JSON_STRING_FIELDS: frozenset[str] = frozenset({"properties", "context", "traits
 
 CONFLUENT_MAGIC = 0
 CONFLUENT_HEADER_SIZE = 5
-
-
-class DecodeError(Exception):
-    """A record value that cannot be decoded into an event.
-
-    `reason` is a decode-stage code of `worker.reasons`, `message` says what is wrong for humans.
-    `retryable` is True when the record may be fine and the fault is in the infrastructure
-    (``schema_registry_unavailable``): retry later instead of dead-lettering.
-    """
-
-    def __init__(self, reason: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-        self.retryable = retryable
 
 
 def load_avro_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -92,32 +78,11 @@ def parse_avro_schema(schema: Mapping[str, Any] | str | os.PathLike[str]) -> dic
 # --------------------------------------------------------------------------- decoders
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def decode_json(value: bytes | None) -> dict[str, Any]:
-    """Decode a JSON record value; it must hold an object."""
-    if not value:
-        raise DecodeError(reasons.EMPTY_VALUE, "the record has no value (tombstone or empty)")
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as error:
-        raise DecodeError(reasons.INVALID_JSON, f"the value is not valid JSON: {error}") from None
-    if type(event) is not dict:
-        raise DecodeError(reasons.NOT_AN_OBJECT, f"expected a JSON object, got {_type_name(event)}")
-    return event
-
-
 def _finish_avro(record: Any) -> dict[str, Any]:
     """Drop nulls and parse the JSON-string fields, giving the shape of the JSON path."""
     if type(record) is not dict:
         raise DecodeError(
-            reasons.NOT_AN_OBJECT, f"the Avro datum is {_type_name(record)}, expected a record"
+            reasons.NOT_AN_OBJECT, f"the Avro datum is {json_type_name(record)}, expected a record"
         )
     event: dict[str, Any] = {}
     for key, value in record.items():
@@ -137,7 +102,7 @@ def _finish_avro(record: Any) -> dict[str, Any]:
             if type(value) is not dict:
                 raise DecodeError(
                     reasons.INVALID_EMBEDDED_JSON,
-                    f"field {key} must hold a JSON object, got {_type_name(value)}",
+                    f"field {key} must hold a JSON object, got {json_type_name(value)}",
                 )
         event[key] = value
     return event

@@ -7,8 +7,8 @@ from typing import Any
 
 from worker import reasons
 from worker.config import DestinationSettings
-from worker.decode import DecodeError
 from worker.destination_set import DestinationSet
+from worker.json_decode import DecodeError
 from worker.mapping.event import map_event
 from worker.mapping.result import Invalid, MapResult, Skipped
 

@@ -6,7 +6,9 @@ CAPI_WORKER_PURE_PYTHON=1, so that the whole suite is known to have run against 
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -42,6 +44,27 @@ def test_the_tests_import_the_source_tree_and_the_build_make_test_expects() -> N
     expected = os.environ.get("CAPI_WORKER_EXPECTED_BUILD")
     if expected is not None:
         assert build == expected, f"`make test` wants {expected}; runs {build}: {reason}"
+
+
+def _setup_compiled_modules() -> list[str]:
+    """setup.py's COMPILED_MODULES as module names (read, not imported: setup.py builds)."""
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text(encoding="utf-8"))
+    paths = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED_MODULES"
+    )
+    return [path.removesuffix(".py").replace("/", ".") for path in paths]
+
+
+def test_the_modules_compiled_beside_the_mapping_run_as_the_mapping_does() -> None:
+    # The per-record modules outside worker/mapping (the JSON decoder, the pipeline, the
+    # stream's hot path) run from the same build as the mapping: compiled with it or all pure.
+    build, _ = compiled.mapping_build()
+    names = _setup_compiled_modules()
+    assert "worker.json_decode" in names
+    loaded = {name: compiled.is_compiled(importlib.import_module(name)) for name in names}
+    assert set(loaded.values()) == {build == COMPILED}, (build, loaded)
 
 
 def test_pure_python_is_chosen_when_the_environment_asks(tmp_path: Path) -> None:
