@@ -54,7 +54,7 @@ def map_routed(
         if headers:
             routed = _routed(message, dict(headers), destinations)
         else:  # no header to read: neither a source id header nor the redrive header
-            routed = destinations.route(message, None)
+            routed = destinations.routing.route(message, None)
     except Exception as error:  # a bug of ours; the record is dead-lettered, the worker goes on
         return Invalid(reasons.ROUTING_FAILED, f"routing raised {type(error).__name__}")
     every, plans = destinations.destinations, destinations.plans

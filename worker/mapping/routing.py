@@ -51,7 +51,15 @@ class _SourceIndex:
 class RoutingTable:
     """Built once per destination set from each destination's `match`, in fan-out order."""
 
-    __slots__ = ("_by_name", "_by_source", "_by_type", "_residual", "_size", "_unrestricted")
+    __slots__ = (
+        "_by_name",
+        "_by_source",
+        "_by_type",
+        "_residual",
+        "_size",
+        "_unrestricted",
+        "_unrestricted_only",
+    )
 
     def __init__(self, matches: Sequence[MatchSettings]) -> None:
         self._size = len(matches)
@@ -85,6 +93,9 @@ class RoutingTable:
                     self._by_type.setdefault(kind, []).append(index)
             else:
                 self._unrestricted.append(index)
+        # No destination restricted at all (the usual set-up: one pixel per source topic): every
+        # record goes to all of them, with nothing of the record to read.
+        self._unrestricted_only = not (self._by_type or self._by_name or self._by_source)
 
     def __len__(self) -> int:
         return self._size
@@ -92,7 +103,7 @@ class RoutingTable:
     def route(self, message: Any, headers: Headers | None) -> Sequence[int]:
         """Positions of the destinations that take `message`, ascending. Never raises on any
         input shape."""
-        if not isinstance(message, dict):
+        if self._unrestricted_only or not isinstance(message, dict):
             return self._unrestricted
         found: list[Sequence[int]] = []
         if self._unrestricted:
