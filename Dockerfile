@@ -7,8 +7,10 @@
 # Wheels of the project and of every dependency go to /wheels and are installed into a
 # virtualenv at /opt/capi-worker; only that virtualenv reaches the final stage. Every
 # dependency has a manylinux wheel for CPython 3.11 (confluent-kafka bundles librdkafka). The
-# project's own wheel compiles the mapping with mypyc (setup.py): gcc is installed in this
-# stage only, never in the final one, which gets the compiled modules and no compiler.
+# project's own wheel compiles the mapping with mypyc (setup.py) and builds its SHA-256
+# extension over OpenSSL: gcc and the OpenSSL headers (libssl-dev) are installed in this stage
+# only, never in the final one, which gets the compiled modules and no compiler (its libssl3,
+# part of python:3.11-slim, has the libcrypto the extension links).
 FROM python:3.11-slim AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -16,7 +18,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -29,8 +31,8 @@ RUN mkdir worker \
  && CAPI_WORKER_COMPILE=0 pip wheel --wheel-dir /wheels . \
  && rm -rf /wheels/capi_worker-*.whl worker build ./*.egg-info
 
-# CAPI_WORKER_COMPILE=required: a failed compile fails the image build instead of shipping the
-# pure-Python fallback; the check below says which build the image runs.
+# CAPI_WORKER_COMPILE=required: a failed compile (the SHA-256 extension included) fails the
+# image build instead of shipping a fallback; the checks below say which build the image runs.
 COPY worker/ worker/
 RUN CAPI_WORKER_COMPILE=required pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/capi-worker \
@@ -42,7 +44,7 @@ RUN CAPI_WORKER_COMPILE=required pip wheel --no-deps --wheel-dir /wheels . \
 # /src/worker from the working directory.)
 RUN /opt/capi-worker/bin/python -I -c "import worker.config as c; assert c.DEFAULT_AVRO_SCHEMA.is_file(), c.DEFAULT_AVRO_SCHEMA" \
  && /opt/capi-worker/bin/capi-worker --help > /dev/null \
- && cd / && /opt/capi-worker/bin/capi-worker --version | grep "mapping: compiled"
+ && cd / && /opt/capi-worker/bin/capi-worker --version | grep "mapping: compiled (SHA-256: OpenSSL)"
 
 # --------------------------------------------------------------------------- final
 FROM python:3.11-slim
@@ -70,6 +72,9 @@ RUN groupadd --system --gid 10001 capi \
 
 # Root-owned and read-only for the worker: it writes nothing to disk.
 COPY --from=builder /opt/capi-worker /opt/capi-worker
+
+# The compiled mapping and its SHA-256 extension load here too (libcrypto of this stage).
+RUN capi-worker --version | grep "mapping: compiled (SHA-256: OpenSSL)"
 
 USER 10001:10001
 

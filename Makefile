@@ -7,11 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 # build, with the digest of every compiled source; rebuilt in place whenever one of them changes.
 COMPILED_RECORD  := worker/_compiled.json
 COMPILED_SOURCES := $(filter-out %/__init__.py,$(wildcard worker/mapping/*.py)) \
+	$(wildcard worker/mapping/*.c) \
 	$(shell $(PYTHON) -c 'import ast, sys; tree = ast.parse(open("setup.py").read()); print(*next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "COMPILED_MODULES"))')
 # What `make test` must find: the compiled build, or with CAPI_WORKER_PURE_PYTHON=1 the pure one.
 EXPECTED_BUILD := $(if $(filter-out 0,$(CAPI_WORKER_PURE_PYTHON)),pure Python,compiled)
 
-.PHONY: install install-docker-compose install-prometheus prometheus-rules demo test lint format emulator soak bench clean
+.PHONY: install install-openssl-headers install-docker-compose install-prometheus prometheus-rules demo test lint format emulator soak bench clean
 
 # Editable install (the tests import the source tree), then the mapping compiled in place:
 # the compiled modules sit beside their sources and win the import unless
@@ -23,10 +24,20 @@ $(STAMP): pyproject.toml setup.py
 	CAPI_WORKER_COMPILE=0 $(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(COMPILED_RECORD): $(STAMP) setup.py $(COMPILED_SOURCES) worker/mapping
+$(COMPILED_RECORD): $(STAMP) setup.py $(COMPILED_SOURCES) worker/mapping | install-openssl-headers
 	CAPI_WORKER_COMPILE=required $(BIN)/python setup.py --quiet build_ext --inplace >/dev/null
 
 install: $(STAMP) $(COMPILED_RECORD)
+
+# worker/mapping/_sha256_openssl.c (the compiled mapping's SHA-256) includes OpenSSL's headers
+# and links libcrypto: Debian's libssl-dev, installed only when a test program does not build;
+# sudo unless root. (Required here; a user's `pip install .` builds without it, see setup.py.)
+install-openssl-headers:
+	@printf '#include <openssl/sha.h>\nint main(void) { return SHA256_DIGEST_LENGTH != 32; }\n' \
+	  | $${CC:-cc} -x c - -o /dev/null -lcrypto >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev >/dev/null; }
 
 # tests/e2e/test_deploy_files.py validates docker-compose.yml with `docker-compose config`
 # (Debian's package; no Docker engine needed). Installed only when missing; sudo unless root.

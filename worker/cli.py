@@ -232,7 +232,7 @@ def _add_dlq_parser(commands: Any) -> None:
 
 
 def version_text() -> str:
-    """`capi-worker 0.1.0 (mapping: compiled; CPython 3.11.7)`."""
+    """`capi-worker 0.1.0 (mapping: compiled (SHA-256: OpenSSL); CPython 3.11.7)`."""
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return f"capi-worker {__version__} ({mapping_line()}; {python})"
 

@@ -35,6 +35,8 @@ COMPILED = "compiled"
 PURE_PYTHON = "pure Python"
 # The module whose origin says which build runs: it holds `map_event`.
 PROBE_MODULE = "worker.mapping.event"
+# The module that hashes, and names its SHA-256 in SHA256_IMPLEMENTATION.
+HASHING_MODULE = "worker.mapping.normalize"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -124,7 +126,12 @@ def mapping_build() -> tuple[str, str]:
 
 
 def mapping_line() -> str:
-    """`mapping: compiled`, or `mapping: pure Python (<why>)`: for the start-up log,
-    `capi-worker --version` and the bench."""
+    """`mapping: compiled (SHA-256: <which>)`, or `mapping: pure Python (<why>)`: for the
+    start-up log, `capi-worker --version` and the bench. The compiled mapping hashes with the
+    OpenSSL C extension when it was built (`SHA-256: OpenSSL`), else with CPython's own; the
+    pure path always with CPython's own."""
     build, reason = mapping_build()
-    return f"mapping: {build} ({reason})" if reason else f"mapping: {build}"
+    if reason:
+        return f"mapping: {build} ({reason})"
+    sha256 = importlib.import_module(HASHING_MODULE).SHA256_IMPLEMENTATION
+    return f"mapping: {build} (SHA-256: {sha256})"

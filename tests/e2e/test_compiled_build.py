@@ -6,6 +6,7 @@ CAPI_WORKER_PURE_PYTHON=1 honoured, and an install without a C compiler that sti
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import random
@@ -279,29 +280,78 @@ def test_run_logs_which_mapping_build_it_runs_at_start_up(tmp_path: Path) -> Non
     assert f"mapping: pure Python ({PURE_PYTHON_ENV}=1)" in messages
 
 
-def test_install_without_a_c_compiler_gives_the_pure_package_and_a_warning(
-    tmp_path: Path,
-) -> None:
+def _build_wheel(tmp_path: Path, environ: dict[str, str]) -> tuple[Path, str]:
+    """`pip wheel` of a copy of the sources, as a user's `pip install .` builds it, with
+    `environ` added to the environment: the wheel, and pip's output with setup.py's."""
     source = copy_sources(tmp_path / "src")
     env = {key: value for key, value in os.environ.items() if key != "CAPI_WORKER_COMPILE"}
-    env["CC"] = "/bin/false"  # a compiler that fails every call: as good as none
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps"),
             *("--verbose", "--wheel-dir", str(tmp_path / "dist"), str(source)),
         ],
-        env=env,
+        env={**env, **environ},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
         check=False,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "WARNING: capi-worker: compiling the mapping failed" in output
     (wheel,) = (tmp_path / "dist").glob("capi_worker-*.whl")
+    return wheel, output
+
+
+def test_install_without_a_c_compiler_gives_the_pure_package_and_a_warning(
+    tmp_path: Path,
+) -> None:
+    # A compiler that fails every call: as good as none.
+    wheel, output = _build_wheel(tmp_path, {"CC": "/bin/false"})
+    assert "WARNING: capi-worker: compiling the mapping failed" in output
     names = zipfile.ZipFile(wheel).namelist()
     assert "worker/mapping/event.py" in names
     assert "worker/compiled.py" in names
     assert not [name for name in names if name.endswith(".so")], names
     assert "worker/_compiled.json" not in names
+
+
+def test_install_without_openssl_headers_compiles_the_mapping_without_the_sha256_extension(
+    tmp_path: Path,
+) -> None:
+    """Only worker/mapping/_sha256_openssl.c fails (its header is an #error here): the mypyc
+    modules are built and installed all the same, with a warning, and hash with CPython's
+    SHA-256. (A full compile of the mapping: a minute or two.)"""
+    include = tmp_path / "include"
+    (include / "openssl").mkdir(parents=True)
+    (include / "openssl" / "sha.h").write_text('#error "no OpenSSL headers on this machine"\n')
+    # -I of CFLAGS is searched before the system's headers.
+    wheel, output = _build_wheel(tmp_path, {"CFLAGS": f"-I{include}"})
+    assert "WARNING: capi-worker: building worker.mapping._sha256_openssl failed" in output
+    assert "compiling the mapping failed" not in output
+    installed = tmp_path / "installed"
+    zipfile.ZipFile(wheel).extractall(installed)
+    names = {path.relative_to(installed).as_posix() for path in installed.rglob("*")}
+    assert "worker/_compiled.json" in names
+    assert any(name.startswith("worker/mapping/event.") and name.endswith(".so") for name in names)
+    assert not [name for name in names if "_sha256_openssl" in name and name.endswith(".so")]
+
+    probe = (
+        f"import sys; sys.path.insert(0, {str(installed)!r})\n"
+        "import worker, worker.compiled as c, worker.mapping.normalize as n\n"
+        f"assert worker.__file__.startswith({str(installed)!r}), worker.__file__\n"
+        "print(c.mapping_line()); print(n.normalize_and_hash('em', ' Jane@Example.com'))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=_env(False),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        "mapping: compiled (SHA-256: CPython)",
+        hashlib.sha256(b"jane@example.com").hexdigest(),
+    ]

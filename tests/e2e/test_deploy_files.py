@@ -402,6 +402,18 @@ def test_dockerfile_is_multi_stage_and_the_final_stage_is_slim() -> None:
     assert "PIP_NO_CACHE_DIR=1" in builder_text
 
 
+def test_dockerfile_builds_the_compiled_mapping_and_checks_both_stages_run_it() -> None:
+    """The builder compiles with gcc and OpenSSL's headers (the SHA-256 extension) and fails
+    rather than fall back; the final stage, without them, checks that the same build loads."""
+    builder, final = dockerfile_stages()[0], dockerfile_stages()[-1]
+    builder_text = "\n".join(args for _, args in builder)
+    assert re.search(r"apt-get install [^&]*\bgcc\b[^&]*\blibssl-dev\b", builder_text)
+    assert "CAPI_WORKER_COMPILE=required pip wheel" in builder_text
+    for stage in (builder, final):
+        text = "\n".join(instructions(stage, "RUN"))
+        assert 'capi-worker --version | grep "mapping: compiled (SHA-256: OpenSSL)"' in text
+
+
 def test_dockerfile_runs_capi_worker_as_a_non_root_user() -> None:
     final = dockerfile_stages()[-1]
     users = instructions(final, "USER")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -21,14 +22,20 @@ from worker.compiled import COMPILED, MANIFEST_NAME, PURE_PYTHON, PURE_PYTHON_EN
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# The C extension beside the mypyc modules (worker/mapping/_sha256_openssl.c): not one of them,
+# and importable whichever build runs (tests/unit/test_sha256_openssl.py tests it directly).
+SHA256_EXTENSION = "worker.mapping._sha256_openssl"
+
+
 def _mapping_modules() -> dict[str, bool]:
-    """Every loaded worker.mapping module except the package itself -> compiled or not."""
+    """Every loaded worker.mapping module except the package itself (and the SHA-256 extension)
+    -> compiled or not."""
     import worker.pipeline  # noqa: F401 (loads the mapping the worker uses)
 
     return {
         name: compiled.is_compiled(module)
         for name, module in sys.modules.items()
-        if name.startswith("worker.mapping.") and module is not None
+        if name.startswith("worker.mapping.") and module is not None and name != SHA256_EXTENSION
     }
 
 
@@ -100,11 +107,32 @@ def test_without_a_build_record_the_mapping_is_pure_python(tmp_path: Path) -> No
     assert not decide(tmp_path, {}).compiled
 
 
-def test_the_line_names_the_build_and_why_it_is_pure() -> None:
+def test_the_compiled_mapping_hashes_with_openssl_when_built_and_the_pure_one_never() -> None:
+    from worker.mapping import normalize
+
+    build, _ = compiled.mapping_build()
+    built = importlib.util.find_spec(SHA256_EXTENSION) is not None
+    if build == PURE_PYTHON:
+        assert normalize.SHA256_IMPLEMENTATION != "OpenSSL"  # pure means pure
+    else:
+        assert (normalize.SHA256_IMPLEMENTATION == "OpenSSL") is built
+    if os.environ.get("CAPI_WORKER_EXPECTED_BUILD"):
+        # `make install` builds it (CAPI_WORKER_COMPILE=required): a build that silently left
+        # it out fails here.
+        assert built, f"{SHA256_EXTENSION} is not built: `make install` builds it"
+
+
+def test_the_line_names_the_build_and_why_it_is_pure_or_its_sha256() -> None:
+    from worker.mapping import normalize
+
     line = compiled.mapping_line()
     build, reason = compiled.mapping_build()
     assert build in (COMPILED, PURE_PYTHON)
-    assert line == (f"mapping: {build} ({reason})" if reason else "mapping: compiled")
+    assert line == (
+        f"mapping: {build} ({reason})"
+        if reason
+        else f"mapping: compiled (SHA-256: {normalize.SHA256_IMPLEMENTATION})"
+    )
 
 
 def _write_build(root: Path, sources: dict[str, bytes]) -> Path:
