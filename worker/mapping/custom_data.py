@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from worker import reasons
 from worker.mapping.currencies import CURRENCY_CODES
 from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.paths import first_present, get_path
-from worker.mapping.plan import DestinationPlan
+
+if TYPE_CHECKING:  # the plan module builds its rules with `property_rules` below
+    from worker.mapping.plan import DestinationPlan
 
 DEFAULT_CURRENCY: Final = "USD"
 MAX_PROPERTY_DEPTH: Final = 32  # levels of objects/arrays inside one property copied to custom_data
@@ -87,6 +89,8 @@ _REVENUE: Final = 10
 _CATEGORY: Final = 11
 _QUERY: Final = 12
 _NOT_READ: Final = -1
+_HASHED: Final = -2
+_DROPPED: Final = -3
 # What the loop starts from: list() of it is cheaper than [None] * n when compiled.
 _NONE_READ: Final[tuple[Any, ...]] = (None,) * len(_READ_NAMES)
 # Property name -> its slot (_NOT_READ: not copied and not read), for every name the loop
@@ -96,6 +100,17 @@ _SLOT_OF: Final[dict[str, int]] = {
     **{name: slot for slot, name in enumerate(_READ_NAMES)},
 }
 assert all((name in _NOT_COPIED) == (slot < _FIRST_COPIED) for slot, name in enumerate(_READ_NAMES))
+
+
+def property_rules(pii_actions: dict[str, bool]) -> dict[str, int]:
+    """What `build_custom_data` does with a property, by name, for a destination whose PII
+    rules are `pii_actions` (its plan keeps the answer): a slot of `_READ_NAMES`, `_NOT_READ`
+    (not copied), or for a PII property it would copy `_HASHED` or `_DROPPED`. A name absent
+    is copied as it is: one lookup per property. Names not copied are never PII-checked; for
+    the names read and copied the loop asks `pii_actions` itself."""
+    rules = {name: _HASHED if hash_it else _DROPPED for name, hash_it in pii_actions.items()}
+    rules.update(_SLOT_OF)
+    return rules
 
 
 def build_custom_data(
@@ -109,17 +124,15 @@ def build_custom_data(
     # Most properties are copied: start from all of them and take out the others (a copy is
     # one allocation at the right size, where inserting them one by one grows the dict).
     custom = properties.copy()
-    pii = plan.pii_actions
+    rules = plan.property_rules
     found = list(_NONE_READ)
     for key, item in properties.items():
-        slot = _SLOT_OF.get(key)
-        if slot is not None:
-            if slot < _FIRST_COPIED:
-                if slot != _NOT_READ:
-                    found[slot] = item
-                del custom[key]
-                continue
-            found[slot] = item
+        rule = rules.get(key)
+        if rule is not None and _NOT_READ <= rule < _FIRST_COPIED:  # not copied
+            if rule != _NOT_READ:
+                found[rule] = item
+            del custom[key]
+            continue
         if _COMPILED:  # isinstance() of built-in types: two flag tests in compiled code
             container = isinstance(item, (dict, list))
         else:  # interpreted, one set lookup is much cheaper than an isinstance() that fails
@@ -130,12 +143,19 @@ def build_custom_data(
                 f"property {shown(key, 40)} nests objects or arrays more than "
                 f"{MAX_PROPERTY_DEPTH} levels deep; flatten it or leave it out",
             )
-        hash_it = pii.get(key)
-        if hash_it is not None:
-            if hash_it and item is not None:
-                custom[key] = _as_text(item) if prehashed else _sha256(item)
-            else:
-                del custom[key]
+        if rule is None:  # copied as it is
+            continue
+        if rule >= _FIRST_COPIED:  # read, and copied unless it is PII
+            found[rule] = item
+            hash_it = plan.pii_actions.get(key)
+            if hash_it is None:
+                continue
+        else:
+            hash_it = rule == _HASHED
+        if hash_it and item is not None:
+            custom[key] = _as_text(item) if prehashed else _sha256(item)
+        else:
+            del custom[key]
 
     products = _products(found[_PRODUCTS])
     single_product = products is None and event_name in SINGLE_PRODUCT_EVENTS

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.config import DEFAULT_PII_DENYLIST, DestinationSettings
+from worker.mapping.custom_data import property_rules
 from worker.mapping.paths import split_path
 
 # Segment e-commerce spec names and their Meta standard events (the Segment destination's defaults).
@@ -41,6 +42,8 @@ class DestinationPlan:
     default_phone_country: str | None
     # property name -> True (hash it) or False (drop it); allowlisted names are absent.
     pii_actions: dict[str, bool]
+    # property name -> what custom_data does with it (custom_data.property_rules).
+    property_rules: dict[str, int]
     integration_names: tuple[str, ...]
     integration_name_set: frozenset[str]
     required_consent: tuple[str, ...]
@@ -57,6 +60,7 @@ def build_plan(
     value_field = destination.value_field_identifier.strip()
     if value_field.startswith("properties."):
         value_field = value_field[len("properties.") :]
+    pii_actions = _pii_actions(destination)
     return DestinationPlan(
         forward_identify=destination.forward_identify,
         forward_screen=destination.forward_screen,
@@ -81,7 +85,8 @@ def build_plan(
         ),
         drop_external_id=destination.drop_external_id,
         default_phone_country=destination.default_phone_country,
-        pii_actions=_pii_actions(destination),
+        pii_actions=pii_actions,
+        property_rules=property_rules(pii_actions),
         integration_names=tuple(destination.integration_names),
         integration_name_set=frozenset(destination.integration_names),
         required_consent=tuple(destination.required_consent_categories),
