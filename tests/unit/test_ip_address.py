@@ -14,6 +14,7 @@ from worker.mapping.ip_address import (
     MAX_CACHED_LENGTH,
     clear_ip_cache,
     ip_cache_info,
+    is_dotted_quad,
     is_ip_address,
 )
 
@@ -90,6 +91,18 @@ def test_same_answer_as_ipaddress_and_inet_pton_on_dotted_texts(text: str) -> No
     assert is_ip_address(text) is parses(text)
     if text.isascii() and "\x00" not in text:
         assert is_ip_address(text) is (inet_pton_parses(text) or parses(text))
+
+
+@settings(max_examples=3000)
+@given(DOTTED | st.text(max_size=20) | st.text("0123456789.", max_size=17))
+def test_dotted_quad_check_is_inet_pton_ipv4(text: str) -> None:
+    """The compiled build answers IPv4 with is_dotted_quad instead of inet_pton(AF_INET)."""
+    assert is_dotted_quad(text) is inet_pton_parses(text)
+
+
+@pytest.mark.parametrize("text", ADDRESSES + NOT_ADDRESSES + ["1.2.3.4.5", "9.9.9.9", "0.0.0.00"])
+def test_dotted_quad_check_on_the_examples(text: str) -> None:
+    assert is_dotted_quad(text) is inet_pton_parses(text)
 
 
 def test_ipv4_addresses_bypass_the_cache() -> None:

@@ -431,3 +431,55 @@ def test_net_revenue_is_read_like_the_value() -> None:
 def test_unreadable_net_revenue_is_invalid() -> None:
     msg = message("Order Completed", revenue=20, net_revenue="lots")
     assert invalid_reason(msg) == reasons.INVALID_VALUE
+
+
+# ---- the order of keys (the JSON sent); properties read as well as copied ---------------------
+
+
+def test_custom_data_keeps_the_properties_order_then_metas_keys() -> None:
+    msg = message(
+        "Order Completed",
+        coupon="X",
+        currency="eur",
+        revenue=12,
+        products=[{"product_id": "p", "price": 12, "name": "N", "brand": "B", "category": "C"}],
+        order_id=7,
+        tax=1,
+        category="Shoes",
+        query="q",
+    )
+    data = custom_data(msg)
+    assert list(data) == [
+        "coupon", "revenue", "tax", "category", "query",  # copied, in the event's order
+        "value", "currency", "num_items", "contents", "content_ids", "content_category",
+        "content_type", "search_string", "order_id",
+    ]  # fmt: skip
+    assert orjson.dumps(data["contents"]) == (
+        b'[{"id":"p","quantity":1,"item_price":12,"title":"N","brand":"B","category":"C"}]'
+    )
+
+
+def test_contents_entry_keys_keep_their_order_when_some_are_absent() -> None:
+    products = [
+        {"delivery_category": "curbside", "brand": "B", "product_id": "p", "price": 3},
+        {"category": "C", "name": "N", "product_id": "q", "price": 1, "brand": "B"},
+        {"category": "C", "product_id": "r", "delivery_category": "in_store", "name": "N"},
+    ]
+    data = custom_data(message("Order Completed", revenue=1, products=products))
+    assert [list(content) for content in data["contents"]] == [
+        ["id", "quantity", "item_price", "brand", "delivery_category"],
+        ["id", "quantity", "item_price", "title", "brand", "category"],
+        ["id", "quantity", "title", "category", "delivery_category"],
+    ]
+
+
+def test_a_denylisted_property_that_the_mapping_reads_is_still_read() -> None:
+    # category and revenue are copied and read: the PII rule applies to the copy only.
+    settings = destination(
+        pii_denylist=[{"property": "category", "hash": True}, {"property": "revenue"}]
+    )
+    data = custom_data(message("Order Completed", revenue=5, category="Shoes"), settings)
+    assert data["category"] == hashlib.sha256(b"Shoes").hexdigest()
+    assert "revenue" not in data
+    assert data["value"] == 5
+    assert data["content_category"] == "Shoes"

@@ -55,10 +55,47 @@ _META_KEYS: Final = frozenset(
      "products", "net_revenue"}
 )  # fmt: skip
 _NOT_COPIED: Final = RESERVED_PROPERTIES | _META_KEYS
-# Exact types that can hold no nested object or array: checked with one set lookup, which
-# is much cheaper than an isinstance() that fails.
+# Exact types that can hold no nested object or array (interpreted, one set lookup is much
+# cheaper than an isinstance() that fails).
 _FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+# Whether this module runs compiled (setup.py): some checks are cheaper written another way.
+_COMPILED: Final = not __file__.endswith(".py")
 _NAME_KEYS: Final[tuple[str, ...]] = ("name", "product_name")
+
+
+# The properties read by name below. The loop over the properties looks every key up once
+# anyway (to leave out what must not be copied); it notes these in a list at their slot, which
+# saves a `properties.get` per name and event. The names before `_FIRST_COPIED` are not copied
+# into custom_data, the others are copied as well.
+_READ_NAMES: Final[tuple[str, ...]] = (
+    "products", "value", "net_revenue", "currency", "num_items", "content_type", "content_name",
+    "status", "order_id", "delivery_category",
+    "revenue", "category", "query",
+)  # fmt: skip
+_PRODUCTS: Final = 0
+_VALUE: Final = 1
+_NET_REVENUE: Final = 2
+_CURRENCY: Final = 3
+_NUM_ITEMS: Final = 4
+_CONTENT_TYPE: Final = 5
+_CONTENT_NAME: Final = 6
+_STATUS: Final = 7
+_ORDER_ID: Final = 8
+_DELIVERY_CATEGORY: Final = 9
+_FIRST_COPIED: Final = 10
+_REVENUE: Final = 10
+_CATEGORY: Final = 11
+_QUERY: Final = 12
+_NOT_READ: Final = -1
+# What the loop starts from: list() of it is cheaper than [None] * n when compiled.
+_NONE_READ: Final[tuple[Any, ...]] = (None,) * len(_READ_NAMES)
+# Property name -> its slot (_NOT_READ: not copied and not read), for every name the loop
+# must not copy or reads.
+_SLOT_OF: Final[dict[str, int]] = {
+    **dict.fromkeys(_NOT_COPIED, _NOT_READ),
+    **{name: slot for slot, name in enumerate(_READ_NAMES)},
+}
+assert all((name in _NOT_COPIED) == (slot < _FIRST_COPIED) for slot, name in enumerate(_READ_NAMES))
 
 
 def build_custom_data(
@@ -69,39 +106,50 @@ def build_custom_data(
     prehashed: bool,
 ) -> dict[str, Any]:
     """The custom_data object of a track or page event; may be empty."""
-    custom: dict[str, Any] = {}
+    # Most properties are copied: start from all of them and take out the others (a copy is
+    # one allocation at the right size, where inserting them one by one grows the dict).
+    custom = properties.copy()
     pii = plan.pii_actions
+    found = list(_NONE_READ)
     for key, item in properties.items():
-        if key in _NOT_COPIED:
-            continue
-        if (
-            type(item) not in _FLAT_TYPES
-            and isinstance(item, (dict, list))
-            and _nests_deeper(item, MAX_PROPERTY_DEPTH)
-        ):
+        slot = _SLOT_OF.get(key)
+        if slot is not None:
+            if slot < _FIRST_COPIED:
+                if slot != _NOT_READ:
+                    found[slot] = item
+                del custom[key]
+                continue
+            found[slot] = item
+        if _COMPILED:  # isinstance() of built-in types: two flag tests in compiled code
+            container = isinstance(item, (dict, list))
+        else:  # interpreted, one set lookup is much cheaper than an isinstance() that fails
+            container = type(item) not in _FLAT_TYPES and isinstance(item, (dict, list))
+        if container and _nests_deeper(item, MAX_PROPERTY_DEPTH):
             raise InvalidEvent(
                 reasons.INVALID_PROPERTIES,
                 f"property {shown(key, 40)} nests objects or arrays more than "
                 f"{MAX_PROPERTY_DEPTH} levels deep; flatten it or leave it out",
             )
         hash_it = pii.get(key)
-        if hash_it is None:
-            custom[key] = item
-        elif hash_it and item is not None:
-            custom[key] = _as_text(item) if prehashed else _sha256(item)
+        if hash_it is not None:
+            if hash_it and item is not None:
+                custom[key] = _as_text(item) if prehashed else _sha256(item)
+            else:
+                del custom[key]
 
-    products = _products(properties.get("products"))
+    products = _products(found[_PRODUCTS])
     single_product = products is None and event_name in SINGLE_PRODUCT_EVENTS
+    commerce = event_name in COMMERCE_EVENTS
 
     if single_product:
         raw_value = get_path(properties, plan.value_field)
         source = ".".join(plan.value_field)
         if raw_value is None:
-            raw_value, source = properties.get("value"), "value"
+            raw_value, source = found[_VALUE], "value"
     else:
-        raw_value, source = properties.get("revenue"), "revenue"
+        raw_value, source = found[_REVENUE], "revenue"
         if raw_value is None:
-            raw_value, source = properties.get("value"), "value"
+            raw_value, source = found[_VALUE], "value"
     value = _money(raw_value, source)
     if value is not None:
         custom["value"] = value
@@ -111,64 +159,71 @@ def build_custom_data(
             "a Purchase needs a value: send properties.revenue (or properties.value)",
         )
 
-    net_revenue = _money(properties.get("net_revenue"), "net_revenue")
+    net_revenue = _money(found[_NET_REVENUE], "net_revenue")
     if net_revenue is not None:
         custom["net_revenue"] = net_revenue
 
-    currency = _currency(properties.get("currency"))
-    if currency is not None or value is not None or event_name in COMMERCE_EVENTS:
+    currency = _currency(found[_CURRENCY])
+    if currency is not None or value is not None or commerce:
         custom["currency"] = currency or DEFAULT_CURRENCY
 
-    contents: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] | None = None
+    content_ids: list[str] | None = None
     if products is not None:
+        contents, content_ids = [], []
         for product in products:
-            content = _content(product)
-            if content is not None:
-                contents.append(content)
+            product_id = _first_text(product, PRODUCT_ID_KEYS)
+            if product_id is not None:
+                contents.append(_content(product, product_id))
+                content_ids.append(product_id)
         custom["num_items"] = len(contents)
     elif single_product:
-        content = _content(properties)
-        if content is not None:
-            contents.append(content)
+        product_id = _first_text(properties, PRODUCT_ID_KEYS)
+        if product_id is not None:
+            contents, content_ids = [_content(properties, product_id)], [product_id]
     else:
-        num_items = properties.get("num_items")
+        num_items = found[_NUM_ITEMS]
         if num_items is not None and isinstance(num_items, int) and not isinstance(num_items, bool):
             custom["num_items"] = num_items
     if contents:
         custom["contents"] = contents
-        custom["content_ids"] = [content["id"] for content in contents]
+        custom["content_ids"] = content_ids
+    else:
+        contents = None
 
-    category = _category(properties.get("category"))
+    category = _category(found[_CATEGORY])
     if category is not None:
         custom["content_category"] = category
 
-    content_type = _text(properties.get("content_type")) or _text(
-        options.get("content_type", options.get("contentType"))
-    )
-    if content_type is None and (contents or event_name in COMMERCE_EVENTS):
+    content_type = _text(found[_CONTENT_TYPE])
+    if content_type is None and options:
+        content_type = _text(options.get("content_type", options.get("contentType")))
+    if content_type is None and (contents is not None or commerce):
         mapping_key = category
         if mapping_key is None and products:
             mapping_key = _category(products[0].get("category"))
         if mapping_key is not None:
             content_type = plan.categories_to_content_types.get(mapping_key)
         if content_type is None:
-            content_type = "product" if contents else _default_without_products(event_name)
+            content_type = (
+                "product" if contents is not None else _default_without_products(event_name)
+            )
     if content_type is not None:
         custom["content_type"] = content_type
-        if content_type == "product_group" and not contents and category is not None:
+        if content_type == "product_group" and contents is None and category is not None:
             custom["content_ids"] = [category]
 
-    content_name = _text(properties.get("content_name"))
+    content_name = _text(found[_CONTENT_NAME])
     if content_name is None and single_product:
         content_name = _text(first_present(properties, _NAME_KEYS))
     if content_name is not None:
         custom["content_name"] = content_name
 
-    _put_text(custom, "search_string", properties.get("query"))
-    _put_text(custom, "status", properties.get("status"))
-    _put_text(custom, "order_id", properties.get("order_id"))
+    _put_text(custom, "search_string", found[_QUERY])
+    _put_text(custom, "status", found[_STATUS])
+    _put_text(custom, "order_id", found[_ORDER_ID])
 
-    delivery = properties.get("delivery_category")
+    delivery = found[_DELIVERY_CATEGORY]
     if delivery is not None:
         custom["delivery_category"] = _delivery_category(delivery, "properties.")
     return custom
@@ -208,28 +263,58 @@ def _products(value: Any) -> list[dict[str, Any]] | None:
     return value
 
 
-def _content(product: dict[str, Any]) -> dict[str, Any] | None:
-    """One `contents` entry; None without a product id (Meta requires one)."""
-    product_id = _scalar_text(first_present(product, PRODUCT_ID_KEYS))
-    if product_id is None:
-        return None
-    content: dict[str, Any] = {"id": product_id, "quantity": _quantity(product.get("quantity"))}
+def _content(product: dict[str, Any], product_id: str) -> dict[str, Any]:
+    """One `contents` entry; `product_id`: `_first_text(product, PRODUCT_ID_KEYS)` (an entry
+    needs one: Meta requires it)."""
+    quantity = _quantity(product.get("quantity"))
     price = _number(product.get("price"))
-    if price is not None:
-        content["item_price"] = price
-    _put_text(content, "title", first_present(product, _NAME_KEYS))
-    _put_text(content, "brand", product.get("brand"))
+    title = _first_text(product, _NAME_KEYS)
+    brand = _scalar_text(product.get("brand"))
     category = product.get("category")
     if type(category) is str:  # the common case: _item_category without the call
-        _put_text(content, "category", category)
+        category = category.strip() or None
     elif category is not None:
         category = _item_category(category)
-        if category is not None:
-            content["category"] = category
     delivery = product.get("delivery_category")
     if delivery is not None:
-        content["delivery_category"] = _delivery_category(delivery, "products[].")
+        delivery = _delivery_category(delivery, "products[].")
+    elif price is not None and title is not None and brand is not None and category is not None:
+        # The usual product, as one dict display: built at its size, not grown past 5 keys.
+        return {
+            "id": product_id,
+            "quantity": quantity,
+            "item_price": price,
+            "title": title,
+            "brand": brand,
+            "category": category,
+        }
+    content: dict[str, Any] = {"id": product_id, "quantity": quantity}
+    if price is not None:
+        content["item_price"] = price
+    if title is not None:
+        content["title"] = title
+    if brand is not None:
+        content["brand"] = brand
+    if category is not None:
+        content["category"] = category
+    if delivery is not None:
+        content["delivery_category"] = delivery
     return content
+
+
+def _first_text(source: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """`_scalar_text(first_present(source, keys))`, stripping a string once."""
+    for key in keys:
+        value = source.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            text = value.strip()
+            if text:
+                return text
+            continue
+        return _scalar_text(value)
+    return None
 
 
 def _put_text(data: dict[str, Any], key: str, value: Any) -> None:
@@ -251,7 +336,10 @@ def _number(value: Any) -> Number:
     """A finite number from a number or numeric string; None when absent or unreadable."""
     kind = type(value)  # exact float and int first: the common cases, without isinstance
     if kind is float:
-        return value if math.isfinite(value) else None
+        # math.isfinite, which compiled code calls as a Python function: x - x is 0.0 for every
+        # finite x, NaN for an infinity or a NaN.
+        number: float = value
+        return value if number - number == 0.0 else None
     if kind is int:
         return value
     if value is None or isinstance(value, bool):
@@ -315,6 +403,8 @@ def _quantity(value: Any) -> int:
     Out of range is beyond a 32-bit integer: no order holds that many of one product, and a
     float such as 1e20 would otherwise become an integer the JSON encoder cannot write.
     """
+    if type(value) is int:  # the common case, compared as a machine integer when compiled
+        return value if -MAX_QUANTITY <= value <= MAX_QUANTITY else 1
     number = _number(value)
     if number is None or abs(number) > MAX_QUANTITY:
         return 1
@@ -322,6 +412,8 @@ def _quantity(value: Any) -> int:
 
 
 def _currency(value: Any) -> str | None:
+    if type(value) is str and value in CURRENCY_CODES:  # the common case: already a code
+        return value
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     code = value.strip().upper() if isinstance(value, str) else None

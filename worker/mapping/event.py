@@ -136,7 +136,10 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
     _check_time_window(event_time, now, action_source)
     app_data = build_app_data(context, options) if action_source == "app" else None
 
-    page_url = _page_field(context, properties if kind == "page" else _EMPTY, "url")
+    page = context.get("page")
+    if page is None or not isinstance(page, dict):
+        page = _EMPTY
+    page_url = _page_field(page, properties if kind == "page" else _EMPTY, "url")
     user_data = build_user_data(
         message,
         context,
@@ -156,7 +159,7 @@ def _map(message: Any, plan: DestinationPlan, now: float) -> MapResult:
             user_data["madid"] = madid
     referrer_url = None
     if action_source == "website":
-        referrer_url = _page_field(context, properties, "referrer")
+        referrer_url = _page_field(page, properties, "referrer")
         if "client_user_agent" not in user_data:
             raise InvalidEvent(
                 reasons.MISSING_CLIENT_USER_AGENT,
@@ -296,11 +299,10 @@ def _check_time_window(event_time: int, now: float, action_source: str) -> None:
         )
 
 
-def _page_field(context: dict[str, Any], properties: dict[str, Any], key: str) -> str | None:
-    """`context.page.<key>`, else `properties.<key>`: a non-blank string, trimmed (the page's
-    `url` is event_source_url, its `referrer` referrer_url)."""
-    page = context.get("page")
-    value = page.get(key) if isinstance(page, dict) else None
+def _page_field(page: dict[str, Any], properties: dict[str, Any], key: str) -> str | None:
+    """`context.page.<key>` (`page`), else `properties.<key>`: a non-blank string, trimmed (the
+    page's `url` is event_source_url, its `referrer` referrer_url)."""
+    value = page.get(key)
     if not (isinstance(value, str) and value.strip()):
         value = properties.get(key)
     if isinstance(value, str):

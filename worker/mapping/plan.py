@@ -66,7 +66,13 @@ def build_plan(
         processing_options=tuple(destination.data_processing_options),
         processing_country=destination.data_processing_options_country,
         processing_state=destination.data_processing_options_state,
-        events_exact=dict(destination.events_to_standard),
+        # The defaults by their exact names too, with what the folded lookup would answer for
+        # them (a configured name of the same folding included): the usual event is then
+        # found without casefolding its name. Configured exact names still come first.
+        events_exact={
+            **{name: folded[name.casefold()] for name in DEFAULT_EVENTS_TO_STANDARD},
+            **destination.events_to_standard,
+        },
         events_folded=folded,
         categories_to_content_types=dict(destination.categories_to_content_types),
         value_field=split_path(value_field or "price"),
