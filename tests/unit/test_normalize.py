@@ -403,6 +403,45 @@ def test_zip() -> None:
     assert normalize("zp", " - ") is None
 
 
+ISO_DATE_CHARACTERS = st.sampled_from(list("0123456789") * 4 + ["٣", "²", "a", " ", "-", "+"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(ISO_DATE_CHARACTERS, min_size=8, max_size=8))
+def test_typed_iso_dates_read_as_slices_and_int(characters: list[str]) -> None:
+    """The compiled path of a YYYY-MM-DD birthday reads the same number as the interpreted one
+    (isascii, three slices, isdigit, int), and refuses what it refuses."""
+    digits = "".join(characters)
+    text = f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
+    expected = int(digits) if digits.isascii() and digits.isdigit() else -1
+    assert normalize_module._typed_iso_date(text) == expected
+    if expected >= 0 and len(str(expected)) == 8:
+        year, month, day = expected // 10000, expected // 100 % 100, expected % 100
+        valid = normalize_module._is_date_of_birth(year, month, day)
+        assert normalize("db", text) == (digits if valid else None)
+
+
+@pytest.mark.parametrize(
+    ("year", "month", "days"),
+    [
+        (1990, 1, 31),
+        (1990, 2, 28),
+        (1992, 2, 29),
+        (1900, 2, 28),
+        (2000, 2, 29),
+        (1990, 4, 30),
+        (1990, 6, 30),
+        (1990, 9, 30),
+        (1990, 11, 30),
+        (1990, 12, 31),
+        (2099, 7, 31),
+    ],
+)
+def test_month_lengths(year: int, month: int, days: int) -> None:
+    assert normalize_module._is_date_of_birth(year, month, days)
+    assert not normalize_module._is_date_of_birth(year, month, days + 1)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.text(alphabet="0000123456789 -().+x٣a\t", max_size=30))
 def test_typed_phone_numbers_read_as_by_replace(text: str) -> None:

@@ -86,9 +86,6 @@ SHA256_IMPLEMENTATION: Final = (
     "OpenSSL" if _sha256_hex is not None else "hashlib" if _sha256 is hashlib.sha256 else "CPython"
 )
 
-# em: one @, no whitespace, a dot somewhere in the domain. (The SDK's `.+@.+\..+` also takes
-# inner spaces and several @, which can never be an address Meta knows.)
-_EMAIL: Final = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 
 # ph: a trailing extension, then separators people type, then "+", up to four leading zeros
 # (the SDK strips `^\+?0{0,2}` twice) and at least 7 digits not starting with 0.
@@ -134,7 +131,6 @@ _MONTHS: Final = {
     **{name[:3]: number for number, name in enumerate(_MONTH_NAMES, 1)},
     "sept": 9,
 }
-_DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 _GENDERS: Final = {"m": "m", "male": "m", "f": "f", "female": "f"}
 
@@ -162,16 +158,17 @@ def _letters(text: str) -> str:
 
 
 def _email(text: str) -> str | None:
-    # Without whitespace (every whitespace character but " " is unprintable), _EMAIL's match is
-    # one "@" after at least one character, then a "." neither first nor last in the domain:
-    # found with str.find, without the regex engine.
-    if text.isprintable() and " " not in text:
-        at = text.find("@")
-        valid = (
-            at > 0 and text.find("@", at + 1) == -1 and text.find(".", at + 2, len(text) - 1) != -1
-        )
-        return text if valid else None
-    return text if _EMAIL.fullmatch(text) else None
+    r"""The regex `[^\s@]+@[^\s@]+\.[^\s@]+` (one @, no whitespace, a dot inside the domain;
+    the SDK's `.+@.+\..+` also takes inner spaces and several @, which can never be an
+    address Meta knows), matched without the regex engine: one "@" after at least one
+    character, a "." neither first nor last after it, and no whitespace at all (str.split()
+    and the regex's \s agree on what whitespace is; without any, split() gives back the text
+    itself in a list of one, no copy)."""
+    at = text.find("@")
+    if at <= 0 or text.find("@", at + 1) != -1 or text.find(".", at + 2, len(text) - 1) == -1:
+        return None
+    words = text.split()
+    return text if len(words) == 1 and len(words[0]) == len(text) else None
 
 
 def _phone(text: str) -> str | None:
@@ -213,7 +210,10 @@ def _typed_phone_number(text: str) -> str | None:
     for index in range(len(text)):
         code = ord(text[index])
         if 48 <= code <= 57:
-            value = value * 10 + (code - 48)
+            # value * 10, as shifts: compiled, a product over 2**30 (a 10-digit number) leaves
+            # the native path for Python ints (mypyc's overflow test of * is that rough); a
+            # shift is tested exactly, native up to 2**62.
+            value = (value << 3) + (value << 1) + (code - 48)
             digits += 1
         elif code == 43:  # "+": once, before the first digit
             if plus or digits:
@@ -235,8 +235,11 @@ def _is_date_of_birth(year: int, month: int, day: int) -> bool:
     """A real calendar date, in a year we take for a birth year."""
     if not (_DB_MIN_YEAR <= year <= _DB_MAX_YEAR and 1 <= month <= 12 and day >= 1):
         return False
-    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    return day <= _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0)
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return day <= (29 if leap else 28)
+    # (Not a tuple of month lengths: compiled, indexing one boxes all twelve into a new tuple.)
+    return day <= (30 if month == 4 or month == 6 or month == 9 or month == 11 else 31)
 
 
 def _ymd(year: int, month: int, day: int) -> str | None:
@@ -254,12 +257,19 @@ def _date_of_birth(text: str) -> str | None:
     and the other one is, the other one is used (15/01/1990 is 15 January). Month names:
     "15 Jan 1990", "January 15, 1990". Years outside 1900-2099 are dropped.
     """
-    if len(text) == 10 and text[4] == text[7] == "-" and text.isascii():  # YYYY-MM-DD, the usual
-        yyyy, mm, dd = text[:4], text[5:7], text[8:]
-        if yyyy.isdigit() and mm.isdigit() and dd.isdigit():
-            # Already zero-padded: the digits as written are the YYYYMMDD that _ymd would format.
-            valid = _is_date_of_birth(int(yyyy), int(mm), int(dd))
-            return yyyy + mm + dd if valid else None
+    if len(text) == 10 and text[4] == text[7] == "-":  # YYYY-MM-DD, the usual
+        # Already zero-padded: the digits as written are the YYYYMMDD that _ymd would format.
+        if _COMPILED:
+            number = _typed_iso_date(text)
+            if number >= 0:
+                valid = _is_date_of_birth(number // 10000, number // 100 % 100, number % 100)
+                # A valid year is 1900-2099: str() of the number is its eight digits.
+                return str(number) if valid else None
+        elif text.isascii():
+            yyyy, mm, dd = text[:4], text[5:7], text[8:]
+            if yyyy.isdigit() and mm.isdigit() and dd.isdigit():
+                valid = _is_date_of_birth(int(yyyy), int(mm), int(dd))
+                return yyyy + mm + dd if valid else None
     if match := _DB_COMPACT.fullmatch(text):
         return _ymd(int(match[1]), int(match[2]), int(match[3]))
     if match := _DB_YEAR_FIRST.fullmatch(text):
@@ -276,6 +286,21 @@ def _date_of_birth(text: str) -> str | None:
         month = _MONTHS.get(match[1])
         return _ymd(int(match[3]), month, int(match[2])) if month else None
     return None
+
+
+def _typed_iso_date(text: str) -> int:
+    """YYYY-MM-DD (ten characters, "-" at 4 and 7) read as the int YYYYMMDD, or -1 when one of
+    the other eight characters is not an ASCII digit: what the interpreted path of
+    `_date_of_birth` reads with isascii(), three slices, isdigit() and int(), in one pass over
+    the code points (compiled only: interpreted, the loop costs more)."""
+    number = 0
+    for index in range(10):
+        if index != 4 and index != 7:
+            code = ord(text[index])
+            if code < 48 or code > 57:
+                return -1
+            number = number * 10 + (code - 48)
+    return number
 
 
 def _city(text: str) -> str | None:
