@@ -11,6 +11,8 @@ Public API:
   or None when nothing usable is left.
 * `normalize_and_hash(field, value, *, prehashed=False)`: the lowercase SHA-256 hex of that,
   or None. Results are memoised in a bounded cache (`HASH_CACHE_SIZE` entries).
+* `field_hasher(field)`: a `FieldHasher` whose `digest(value, prehashed)` is
+  `normalize_and_hash(field, ...)` without finding the field's cache and rule per value.
 * `is_sha256_hex(value)`, `hash_cache_info()`, `clear_hash_cache()`.
 
 Neither function raises, whatever the input type: strings, ints and integral floats are
@@ -439,8 +441,8 @@ class _CacheStats:
 _cache_stats: Final = _CacheStats()
 
 
-def _hash_miss(cache: dict[str, str], field: str, text: str) -> str | None:
-    prepared = _prepare(_RULES[field], text)
+def _hash_miss(cache: dict[str, str], rule: Callable[[str], str | None], text: str) -> str | None:
+    prepared = _prepare(rule, text)
     if isinstance(prepared, bytes):
         sha256_hex = _sha256_hex
         digest = sha256_hex(prepared) if sha256_hex is not None else _sha256(prepared).hexdigest()
@@ -468,24 +470,47 @@ def normalize_and_hash(field: str, value: Any, *, prehashed: bool = False) -> st
     either another digest (hashing it again can never match) or a contract breach we should
     not guess about. Never raises.
     """
-    cache = _hash_caches.get(field)
-    if cache is None:
-        return None
-    if type(value) is str and not prehashed and len(value) <= MAX_VALUE_LENGTH:
-        digest = cache.get(value)  # the common case
+    hasher = _hashers.get(field)
+    return None if hasher is None else hasher.digest(value, prehashed)
+
+
+class FieldHasher:
+    """`normalize_and_hash` for one field, found once (the mapping keeps one per user_data key
+    it hashes: no lookup of the field's cache and rule per value)."""
+
+    __slots__ = ("cache", "field", "rule")
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.cache = _hash_caches[field]  # emptied in place, never replaced
+        self.rule = _RULES[field]
+
+    def digest(self, value: Any, prehashed: bool = False) -> str | None:
+        """`normalize_and_hash(self.field, value, prehashed=prehashed)`."""
+        cache = self.cache
+        if type(value) is str and not prehashed and len(value) <= MAX_VALUE_LENGTH:
+            digest = cache.get(value)  # the common case
+            if digest is not None:
+                return digest or None
+            return _hash_miss(cache, self.rule, value)
+        text = _as_text(value)
+        if text is None:
+            return None
+        if prehashed:
+            text = text.strip().lower()
+            return text if is_sha256_hex(text) else None
+        digest = cache.get(text)
         if digest is not None:
             return digest or None
-        return _hash_miss(cache, field, value)
-    text = _as_text(value)
-    if text is None:
-        return None
-    if prehashed:
-        text = text.strip().lower()
-        return text if is_sha256_hex(text) else None
-    digest = cache.get(text)
-    if digest is not None:
-        return digest or None
-    return _hash_miss(cache, field, text)
+        return _hash_miss(cache, self.rule, text)
+
+
+_hashers: Final[dict[str, FieldHasher]] = {field: FieldHasher(field) for field in _RULES}
+
+
+def field_hasher(field: str) -> FieldHasher:
+    """The hasher of user_data key `field` (one of HASHED_FIELDS; KeyError otherwise)."""
+    return _hashers[field]
 
 
 def hash_cache_info() -> HashCacheInfo:

@@ -27,7 +27,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from worker.mapping.ip_address import is_ip_address
-from worker.mapping.normalize import normalize_and_hash
+from worker.mapping.normalize import FieldHasher, field_hasher
 from worker.mapping.paths import get_path
 from worker.mapping.phone import phone_region, with_calling_code
 
@@ -57,6 +57,18 @@ PASS_THROUGH_KEYS: Final[tuple[str, ...]] = (
     "madid",
 )
 _NO_COOKIES: Final[dict[str, Any]] = {}
+# One hasher per hashed key: its cache and rule found once, not per value.
+_EM: Final = field_hasher("em")
+_FN: Final = field_hasher("fn")
+_LN: Final = field_hasher("ln")
+_GE: Final = field_hasher("ge")
+_DB: Final = field_hasher("db")
+_PH: Final = field_hasher("ph")
+_CT: Final = field_hasher("ct")
+_ST: Final = field_hasher("st")
+_ZP: Final = field_hasher("zp")
+_COUNTRY: Final = field_hasher("country")
+_EXTERNAL_ID: Final = field_hasher("external_id")
 
 
 def build_user_data(
@@ -75,25 +87,25 @@ def build_user_data(
     """The user_data object; empty when nothing usable was found."""
     user_data: dict[str, Any] = {}
 
-    _put_hashed(user_data, "em", _first_present(trait_sources, _EMAIL_KEYS), prehashed)
-    named = _put_hashed(user_data, "fn", _first_present(trait_sources, _FIRST_NAME_KEYS), prehashed)
-    named |= _put_hashed(user_data, "ln", _first_present(trait_sources, _LAST_NAME_KEYS), prehashed)
-    _put_hashed(user_data, "ge", _first_present(trait_sources, _GENDER_KEYS), prehashed)
-    _put_hashed(user_data, "db", _first_present(trait_sources, _BIRTHDAY_KEYS), prehashed)
+    _put_hashed(user_data, _EM, _first_present(trait_sources, _EMAIL_KEYS), prehashed)
+    named = _put_hashed(user_data, _FN, _first_present(trait_sources, _FIRST_NAME_KEYS), prehashed)
+    named |= _put_hashed(user_data, _LN, _first_present(trait_sources, _LAST_NAME_KEYS), prehashed)
+    _put_hashed(user_data, _GE, _first_present(trait_sources, _GENDER_KEYS), prehashed)
+    _put_hashed(user_data, _DB, _first_present(trait_sources, _BIRTHDAY_KEYS), prehashed)
     addresses = _addresses(trait_sources)
     phone = _first_present(trait_sources, _PHONE_KEYS)
     if phone is not None and not prehashed:
         phone = _completed_phone(phone, addresses, default_phone_country)
     # A phone given as text is normalised and hashed even when the traits are flagged as hashed
     # (unlike the other traits, which are then taken only as SHA-256 digests).
-    _put_hashed(user_data, "ph", phone, prehashed and type(phone) is not str)
+    _put_hashed(user_data, _PH, phone, prehashed and type(phone) is not str)
     if not named:
         _split_full_name(user_data, _first_present(trait_sources, _NAME_KEYS), prehashed)
     if addresses:
-        _put_hashed(user_data, "ct", _first_present(addresses, _CITY_KEYS), prehashed)
-        _put_hashed(user_data, "st", _first_present(addresses, _STATE_KEYS), prehashed)
-        _put_hashed(user_data, "zp", _first_present(addresses, _ZIP_KEYS), prehashed)
-        _put_hashed(user_data, "country", _first_present(addresses, _COUNTRY_KEYS), prehashed)
+        _put_hashed(user_data, _CT, _first_present(addresses, _CITY_KEYS), prehashed)
+        _put_hashed(user_data, _ST, _first_present(addresses, _STATE_KEYS), prehashed)
+        _put_hashed(user_data, _ZP, _first_present(addresses, _ZIP_KEYS), prehashed)
+        _put_hashed(user_data, _COUNTRY, _first_present(addresses, _COUNTRY_KEYS), prehashed)
 
     if not drop_external_id:
         _put_external_id(user_data, message, external_id_field)
@@ -209,41 +221,43 @@ def _put_external_id(
     """The first candidate that gives an id wins: a configured path or a userId that is absent,
     blank or of a type that cannot be an id (an object, a bool) falls through to the next."""
     if field_path is not None and _put_hashed(
-        user_data, "external_id", get_path(message, field_path), False
+        user_data, _EXTERNAL_ID, get_path(message, field_path), False
     ):
         return
-    if not _put_hashed(user_data, "external_id", message.get("userId"), False):
-        _put_hashed(user_data, "external_id", message.get("anonymousId"), False)
+    if not _put_hashed(user_data, _EXTERNAL_ID, message.get("userId"), False):
+        _put_hashed(user_data, _EXTERNAL_ID, message.get("anonymousId"), False)
 
 
-def _put_hashed(user_data: dict[str, Any], field: str, value: Any, prehashed: bool) -> bool:
-    """user_data[field] = the digest(s) of `value` (as found in the event: any JSON value),
-    unless nothing usable is left; whether it was set."""
+def _put_hashed(
+    user_data: dict[str, Any], hasher: FieldHasher, value: Any, prehashed: bool
+) -> bool:
+    """user_data[hasher.field] = the digest(s) of `value` (as found in the event: any JSON
+    value), unless nothing usable is left; whether it was set."""
     # With `prehashed`, only a SHA-256 digest comes back: a value flagged as hashed that is not
     # one would make Meta reject the whole batch, so it is left out.
     if type(value) is not str:  # a failing isinstance() is slow: skip them for plain strings
         if value is None:
             return False
         if isinstance(value, list):
-            digests = _hashed_list(field, value, prehashed)
+            digests = _hashed_list(hasher, value, prehashed)
             if not digests:
                 return False
-            user_data[field] = digests[0] if len(digests) == 1 else digests
+            user_data[hasher.field] = digests[0] if len(digests) == 1 else digests
             return True
         if isinstance(value, (dict, bool)):
             return False
-    digest = normalize_and_hash(field, value, prehashed=prehashed)
+    digest = hasher.digest(value, prehashed)
     if digest is None:
         return False
-    user_data[field] = digest
+    user_data[hasher.field] = digest
     return True
 
 
-def _hashed_list(field: str, values: list[Any], prehashed: bool) -> list[str]:
+def _hashed_list(hasher: FieldHasher, values: list[Any], prehashed: bool) -> list[str]:
     digests = []
     for item in values:
         if item is not None:
-            digest = normalize_and_hash(field, item, prehashed=prehashed)
+            digest = hasher.digest(item, prehashed)
             if digest is not None:
                 digests.append(digest)
     return digests
@@ -255,8 +269,8 @@ def _split_full_name(user_data: dict[str, Any], name: Any, prehashed: bool) -> N
         return
     parts = name.split()
     if len(parts) == 2:
-        _put_hashed(user_data, "fn", parts[0], prehashed)
-        _put_hashed(user_data, "ln", parts[1], prehashed)
+        _put_hashed(user_data, _FN, parts[0], prehashed)
+        _put_hashed(user_data, _LN, parts[1], prehashed)
 
 
 def _text(value: Any) -> str | None:
