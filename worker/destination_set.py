@@ -52,6 +52,6 @@ class DestinationSet:
     def index_of(self, name: str) -> int | None:
         return self._by_name.get(name)
 
-    def route(self, message: Any, headers: Mapping[str, bytes | None] | None) -> Sequence[int]:
+    def route(self, message: Any, headers: Mapping[str, bytes | None] | None) -> list[int]:
         """Positions (ascending: the fan-out order) of the destinations that take `message`."""
         return self.routing.route(message, headers)

@@ -93,7 +93,7 @@ def map_for_destinations(
 
 def _routed(
     message: dict[str, Any], headers: dict[str, bytes | None] | None, destinations: DestinationSet
-) -> Sequence[int]:
+) -> list[int]:
     routed = destinations.route(message, headers)
     only = _only_destination(headers)
     if only is None:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from worker.config import MatchSettings
 from worker.mapping.paths import get_path, split_path
 
 Headers = Mapping[str, bytes | None]
 
-_NO_CANDIDATES: tuple[int, ...] = ()
+_NO_CANDIDATES: Final[list[int]] = []  # shared, like every answer of route: never modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +100,12 @@ class RoutingTable:
     def __len__(self) -> int:
         return self._size
 
-    def route(self, message: Any, headers: Headers | None) -> Sequence[int]:
+    def route(self, message: Any, headers: Headers | None) -> list[int]:
         """Positions of the destinations that take `message`, ascending. Never raises on any
-        input shape."""
+        input shape. The list may be the table's own: read it, never modify it."""
         if self._unrestricted_only or not isinstance(message, dict):
             return self._unrestricted
-        found: list[Sequence[int]] = []
+        found: list[list[int]] = []
         if self._unrestricted:
             found.append(self._unrestricted)
         kind = message.get("type")
@@ -137,7 +137,7 @@ class RoutingTable:
         # Each destination is filed under one entry only, so the lists are disjoint.
         return sorted([index for indexes in found for index in indexes])
 
-    def _checked(self, candidates: list[int], kind: str | None, name: str | None) -> Sequence[int]:
+    def _checked(self, candidates: list[int], kind: str | None, name: str | None) -> list[int]:
         residual = self._residual
         if not residual:
             return candidates
