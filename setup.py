@@ -57,11 +57,13 @@ ROOT = Path(__file__).resolve().parent
 # Every module of these packages is compiled, except the package's __init__.py (kept as
 # source, so the package always imports and can switch to the pure path).
 COMPILED_PACKAGES = ("worker/mapping",)
-# And these modules of the worker's per-record path around the mapping (routing, the hot
-# path's tracking and batching, match-quality signatures), measured to pay for it (callgrind,
-# docs/performance.md). Their tests must not monkeypatch the functions they call.
+# And these modules of the worker's per-record path around the mapping (the JSON decoder,
+# routing, the destination set read per record, the hot path's tracking and batching,
+# match-quality signatures), measured to pay for it (callgrind, docs/performance.md). Their
+# tests must not monkeypatch the functions they call.
 COMPILED_MODULES = (
     "worker/capi/match_quality.py",
+    "worker/destination_set.py",
     "worker/json_decode.py",
     "worker/pipeline.py",
     "worker/stream/batcher.py",

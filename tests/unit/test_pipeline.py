@@ -20,21 +20,17 @@ def test_a_destination_whose_match_refuses_the_event_gets_not_routed() -> None:
     assert result == Skipped("not_routed")
 
 
-def test_a_routing_failure_is_one_invalid_route_stage_result_not_an_exception(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    class BrokenRouting:
-        def route(self, *_args: Any) -> list[int]:
-            raise KeyError("boom")
-
+def test_a_routing_failure_is_one_invalid_route_stage_result_not_an_exception() -> None:
     destinations = DestinationSet([_destination(), _named("blog", "2")])
-    # map_routed reads the set's routing table directly. (Compiled, it refuses this stand-in
-    # with a TypeError before calling it: a failure of routing all the same.)
-    monkeypatch.setattr(destinations, "routing", BrokenRouting())
-    result = map_routed({"type": "track"}, None, destinations, 0)
+    # A bug of ours in routing, stood in for by headers that are not (key, value) pairs: the
+    # routing step raises reading them. (The set and its routing table are compiled classes,
+    # which refuse a stand-in routing table.)
+    broken_headers: Any = [("capi.redrive.only_destination",)]
+    result = map_routed({"type": "track"}, broken_headers, destinations, 0)
     assert isinstance(result, Invalid)
     assert (result.stage, result.reason) == ("route", "routing_failed")
-    every = map_for_destinations({"type": "track"}, None, destinations, 0)
+    assert result.message == "routing raised ValueError"
+    every = map_for_destinations({"type": "track"}, broken_headers, destinations, 0)
     assert every == [result, result]
 
 
