@@ -66,3 +66,18 @@ def test_other_byte_buffers_hash_like_bytes_and_text_is_refused(extension: Modul
         extension.sha256_hex("jane@example.com")  # as hashlib: encode text first
     with pytest.raises(TypeError):
         extension.sha256_hex(64)
+
+
+@settings(max_examples=1000)
+@given(text=st.text(max_size=300))
+def test_text_digests_are_hashlibs_of_its_utf8(extension: ModuleType, text: str) -> None:
+    assert extension.sha256_hex_utf8(text) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_text_is_hashed_as_utf8_and_text_without_utf8_is_refused(extension: ModuleType) -> None:
+    for text in ("", "jane@example.com", "straße@example.com", "名前", "🙂" * 40, "a" * 4096):
+        assert extension.sha256_hex_utf8(text) == hashlib.sha256(text.encode()).hexdigest()
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate, as str.encode() refuses it
+        extension.sha256_hex_utf8("a\ud800@example.com")
+    with pytest.raises(TypeError):
+        extension.sha256_hex_utf8(b"jane@example.com")

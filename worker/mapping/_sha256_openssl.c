@@ -79,8 +79,30 @@ sha256_hex(PyObject *Py_UNUSED(module), PyObject *data)
     return text;
 }
 
+PyDoc_STRVAR(sha256_hex_utf8_doc,
+"sha256_hex_utf8(text, /)\n--\n\n"
+"The lowercase hex SHA-256 of the UTF-8 of `text` (a str): sha256_hex(text.encode()) without\n"
+"the bytes object (an ASCII str is hashed in place). Text that has no UTF-8 (a lone\n"
+"surrogate) raises UnicodeEncodeError, as str.encode() does.");
+
+static PyObject *
+sha256_hex_utf8(PyObject *Py_UNUSED(module), PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "expected str, got %.200s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
+    if (utf8 == NULL) {
+        return NULL;
+    }
+    return hex_of(utf8, (size_t)size);
+}
+
 static PyMethodDef methods[] = {
     {"sha256_hex", sha256_hex, METH_O, sha256_hex_doc},
+    {"sha256_hex_utf8", sha256_hex_utf8, METH_O, sha256_hex_utf8_doc},
     {NULL, NULL, 0, NULL},
 };
 

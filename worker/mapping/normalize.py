@@ -64,28 +64,33 @@ _sha256: Final = _fastest_sha256()
 _COMPILED: Final = not __file__.endswith(".py")
 
 
-def _openssl_sha256_hex() -> Callable[[bytes], str] | None:
-    """`sha256_hex` of worker/mapping/_sha256_openssl.c (OpenSSL's SHA-256, the hex written by
-    C: ~90 ns a value where `_sha256(data).hexdigest()` takes ~300), built by setup.py beside
-    the compiled modules. For the compiled mapping only: the pure-Python path stays pure. None
-    when this module runs from source or the extension was not built (no OpenSSL headers)."""
+def _openssl_sha256_hex_utf8() -> Callable[[str], str] | None:
+    """`sha256_hex_utf8` of worker/mapping/_sha256_openssl.c (OpenSSL's SHA-256 of a str's
+    UTF-8, the hex written by C: ~90 ns a value where `_sha256(text.encode()).hexdigest()`
+    takes ~330), built by setup.py beside the compiled modules. For the compiled mapping only:
+    the pure-Python path stays pure. None when this module runs from source or the extension
+    was not built (no OpenSSL headers)."""
     if not _COMPILED:
         return None
     try:
-        sha256_hex: Callable[[bytes], str] = import_module(
+        sha256_hex_utf8: Callable[[str], str] = import_module(
             "worker.mapping._sha256_openssl"
-        ).sha256_hex
+        ).sha256_hex_utf8
     except (ImportError, AttributeError):
         return None
-    return sha256_hex
+    return sha256_hex_utf8
 
 
-_sha256_hex: Final = _openssl_sha256_hex()
+_sha256_hex_utf8: Final = _openssl_sha256_hex_utf8()
 
 #: Which SHA-256 hashes the misses: `OpenSSL` (the C extension), `CPython` (the built-in
 #: `_sha256`), or `hashlib` (OpenSSL through hashlib, where CPython was built without it).
 SHA256_IMPLEMENTATION: Final = (
-    "OpenSSL" if _sha256_hex is not None else "hashlib" if _sha256 is hashlib.sha256 else "CPython"
+    "OpenSSL"
+    if _sha256_hex_utf8 is not None
+    else "hashlib"
+    if _sha256 is hashlib.sha256
+    else "CPython"
 )
 
 
@@ -385,21 +390,25 @@ def _as_text(value: Any) -> str | None:
     return text if len(text) <= MAX_VALUE_LENGTH else None
 
 
-def _prepare(rule: Callable[[str], str | None], text: str) -> str | bytes | None:
-    """Shared core: a str is an already-hashed value (lowercased), bytes the UTF-8 of the
-    normalised plaintext, None nothing usable."""
-    text = text.lower().strip()
-    if not text:
-        return None
-    if len(text) == 64 and is_sha256_hex(text):
-        return text
-    plain = rule(text)
+def _plain(rule: Callable[[str], str | None], lowered: str) -> str | None:
+    """The normalised plaintext of `lowered` (lowercased and trimmed, not a SHA-256 hex), or
+    None when nothing usable is left."""
+    return rule(lowered) if lowered else None
+
+
+def _hex_digest(plain: str | None) -> str | None:
+    """The SHA-256 hex of `plain`'s UTF-8; None for nothing, or for text with a lone surrogate
+    ("\\ud800" escapes in JSON), which is no text."""
     if not plain:
         return None
     try:
-        return plain.encode()
-    except UnicodeEncodeError:  # lone surrogates ("\ud800" escapes in JSON): not text
+        sha256_hex_utf8 = _sha256_hex_utf8
+        if sha256_hex_utf8 is not None:
+            return sha256_hex_utf8(plain)
+        digest: str = _sha256(plain.encode()).hexdigest()
+    except UnicodeEncodeError:
         return None
+    return digest
 
 
 def normalize(field: str, value: Any) -> str | None:
@@ -412,8 +421,21 @@ def normalize(field: str, value: Any) -> str | None:
     text = _as_text(value)
     if rule is None or text is None:
         return None
-    prepared = _prepare(rule, text)
-    return prepared.decode() if isinstance(prepared, bytes) else prepared
+    lowered = text.lower().strip()
+    if len(lowered) == 64 and is_sha256_hex(lowered):
+        return lowered
+    plain = _plain(rule, lowered)
+    if not plain or not _is_utf8(plain):
+        return None
+    return plain
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no text
+        return False
+    return True
 
 
 class HashCacheInfo(NamedTuple):
@@ -442,12 +464,11 @@ _cache_stats: Final = _CacheStats()
 
 
 def _hash_miss(cache: dict[str, str], rule: Callable[[str], str | None], text: str) -> str | None:
-    prepared = _prepare(rule, text)
-    if isinstance(prepared, bytes):
-        sha256_hex = _sha256_hex
-        digest = sha256_hex(prepared) if sha256_hex is not None else _sha256(prepared).hexdigest()
+    lowered = text.lower().strip()
+    if len(lowered) == 64 and is_sha256_hex(lowered):
+        digest: str | None = lowered  # hashed already
     else:
-        digest = prepared
+        digest = _hex_digest(_plain(rule, lowered))
     stats = _cache_stats
     if stats.entries >= HASH_CACHE_SIZE:
         _empty_caches()
