@@ -25,6 +25,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from worker import reasons
+from worker.mapping.build import COMPILED
 from worker.mapping.currencies import CURRENCY_CODES
 from worker.mapping.errors import InvalidEvent, shown
 from worker.mapping.paths import first_present, get_path
@@ -60,8 +61,6 @@ _NOT_COPIED: Final = RESERVED_PROPERTIES | _META_KEYS
 # Exact types that can hold no nested object or array (interpreted, one set lookup is much
 # cheaper than an isinstance() that fails).
 _FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
-# Whether this module runs compiled (setup.py): some checks are cheaper written another way.
-_COMPILED: Final = not __file__.endswith(".py")
 _NAME_KEYS: Final[tuple[str, ...]] = ("name", "product_name")
 
 
@@ -133,7 +132,7 @@ def build_custom_data(
                 found[rule] = item
             del custom[key]
             continue
-        if _COMPILED:  # isinstance() of built-in types: two flag tests in compiled code
+        if COMPILED:  # isinstance() of built-in types: two flag tests in compiled code
             container = isinstance(item, (dict, list))
         else:  # interpreted, one set lookup is much cheaper than an isinstance() that fails
             container = type(item) not in _FLAT_TYPES and isinstance(item, (dict, list))

@@ -15,6 +15,8 @@ from functools import lru_cache
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import TYPE_CHECKING, Final
 
+from worker.mapping.build import COMPILED
+
 if TYPE_CHECKING:
     from functools import _CacheInfo
 
@@ -30,15 +32,10 @@ _MAX_IPV4_LENGTH: Final = len("255.255.255.255")
 _FAMILIES: Final[tuple[int, ...]] = (AF_INET, AF_INET6)
 
 
-# Compiled by mypyc (setup.py): a loop over code points is native then, and cheaper than the
-# call of `socket.inet_pton` through the module (argument parsing, a bytes result, OSError).
-_COMPILED: Final = not __file__.endswith(".py")
-
-
 def is_ip_address(text: str) -> bool:
     """True when `text` parses as an IPv4 or IPv6 address."""
     if len(text) <= _MAX_IPV4_LENGTH and ":" not in text:  # perhaps IPv4: ask first, uncached
-        if _COMPILED:
+        if COMPILED:
             if is_dotted_quad(text):
                 return True
         else:

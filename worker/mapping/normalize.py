@@ -31,6 +31,7 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any, Final, NamedTuple
 
+from worker.mapping.build import COMPILED
 from worker.mapping.geo import COUNTRY_BY_KEY, COUNTRY_CODES, US_STATE_BY_KEY, US_STATE_CODES
 from worker.mapping.geo import name_key as _name_key
 
@@ -59,10 +60,6 @@ def _fastest_sha256() -> Callable[[bytes], Any]:
 
 _sha256: Final = _fastest_sha256()
 
-# Compiled by mypyc (loaded from an extension module, not this source): character loops are
-# native then, and pay; interpreted they cost more than the C string methods they replace.
-_COMPILED: Final = not __file__.endswith(".py")
-
 
 def _openssl_sha256_hex_utf8() -> Callable[[str], str] | None:
     """`sha256_hex_utf8` of worker/mapping/_sha256_openssl.c (OpenSSL's SHA-256 of a str's
@@ -70,7 +67,7 @@ def _openssl_sha256_hex_utf8() -> Callable[[str], str] | None:
     takes ~330), built by setup.py beside the compiled modules. For the compiled mapping only:
     the pure-Python path stays pure. None when this module runs from source or the extension
     was not built (no OpenSSL headers)."""
-    if not _COMPILED:
+    if not COMPILED:
         return None
     try:
         sha256_hex_utf8: Callable[[str], str] = import_module(
@@ -183,7 +180,7 @@ def _phone(text: str) -> str | None:
         text = _PH_EXTENSION.sub("", text)
     if "(0)" in text:  # "+44 (0)20 ...": the bracketed trunk zero is not dialled from abroad
         text = text.replace("(0)", "")
-    if _COMPILED:
+    if COMPILED:
         number = _typed_phone_number(text)
         if number is not None:
             return number or None
@@ -266,7 +263,7 @@ def _date_of_birth(text: str) -> str | None:
     """
     if len(text) == 10 and text[4] == text[7] == "-":  # YYYY-MM-DD, the usual
         # Already zero-padded: the digits as written are the YYYYMMDD that _ymd would format.
-        if _COMPILED:
+        if COMPILED:
             number = _typed_iso_date(text)
             if number >= 0:
                 valid = _is_date_of_birth(number // 10000, number // 100 % 100, number % 100)
@@ -390,10 +387,13 @@ def _as_text(value: Any) -> str | None:
     return text if len(text) <= MAX_VALUE_LENGTH else None
 
 
-def _plain(rule: Callable[[str], str | None], lowered: str) -> str | None:
-    """The normalised plaintext of `lowered` (lowercased and trimmed, not a SHA-256 hex), or
-    None when nothing usable is left."""
-    return rule(lowered) if lowered else None
+def _normalised(rule: Callable[[str], str | None], text: str) -> tuple[str | None, bool]:
+    """(`text` lowercased and trimmed, True) when that is a SHA-256 hex already; else (the
+    rule's plaintext of it or None when nothing usable is left, False)."""
+    lowered = text.lower().strip()
+    if len(lowered) == 64 and is_sha256_hex(lowered):
+        return lowered, True
+    return (rule(lowered) if lowered else None), False
 
 
 def _hex_digest(plain: str | None) -> str | None:
@@ -421,13 +421,10 @@ def normalize(field: str, value: Any) -> str | None:
     text = _as_text(value)
     if rule is None or text is None:
         return None
-    lowered = text.lower().strip()
-    if len(lowered) == 64 and is_sha256_hex(lowered):
-        return lowered
-    plain = _plain(rule, lowered)
-    if not plain or not _is_utf8(plain):
-        return None
-    return plain
+    normalised, hashed = _normalised(rule, text)
+    if hashed or (normalised and _is_utf8(normalised)):
+        return normalised
+    return None
 
 
 def _is_utf8(text: str) -> bool:
@@ -464,11 +461,8 @@ _cache_stats: Final = _CacheStats()
 
 
 def _hash_miss(cache: dict[str, str], rule: Callable[[str], str | None], text: str) -> str | None:
-    lowered = text.lower().strip()
-    if len(lowered) == 64 and is_sha256_hex(lowered):
-        digest: str | None = lowered  # hashed already
-    else:
-        digest = _hex_digest(_plain(rule, lowered))
+    normalised, hashed = _normalised(rule, text)
+    digest = normalised if hashed else _hex_digest(normalised)
     stats = _cache_stats
     if stats.entries >= HASH_CACHE_SIZE:
         _empty_caches()
